@@ -1,0 +1,3 @@
+from gae.cli import main
+
+raise SystemExit(main())

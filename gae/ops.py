@@ -1,0 +1,108 @@
+"""Pairwise Gaussian log-densities as matrix products, and streaming log-sum-exp over chunks.
+
+These kernels serve the exemplar-mixture prior, the GAE E-step and the Parzen window alike.
+They never build an n x m x d tensor: the squared Mahalanobis distance between rows ``x_i`` and
+components ``(mu_j, var_j)`` expands into three matrix products,
+
+    sum_k (x_ik - mu_jk)^2 / var_jk
+        = (x^2) @ (1/var)^T  -  2 x @ (mu/var)^T  +  sum_k mu_jk^2 / var_jk,
+
+and the log-sum-exp over components is accumulated chunk by chunk with a running maximum, so
+memory is O(n * chunk) whatever m is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def pairwise_diag_gaussian_logpdf(
+    x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """``out[i, j] = log N(x_i; mean_j, diag(exp(logvar_j)))``; x (n, d), mean/logvar (m, d)."""
+    precision = torch.exp(-logvar)  # (m, d)
+    quad = (
+        (x * x) @ precision.T
+        - 2.0 * (x @ (mean * precision).T)
+        + (mean * mean * precision).sum(dim=1)
+    )
+    log_norm = -0.5 * (logvar.sum(dim=1) + x.shape[1] * LOG_2PI)  # (m,)
+    return log_norm - 0.5 * quad.clamp_min(0.0)
+
+
+def pairwise_isotropic_gaussian_logpdf(
+    x: torch.Tensor, mean: torch.Tensor, sigma: float, mean_sq_norm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``out[i, j] = log N(x_i; mean_j, sigma^2 I)``; the Parzen-window kernel.
+
+    ``mean_sq_norm`` (the row norms of ``mean``) may be passed when it is reused across calls.
+    """
+    if mean_sq_norm is None:
+        mean_sq_norm = (mean * mean).sum(dim=1)
+    sq_dist = (x * x).sum(dim=1, keepdim=True) - 2.0 * (x @ mean.T) + mean_sq_norm
+    d = x.shape[1]
+    return -0.5 * sq_dist.clamp_min(0.0) / sigma**2 - d * (math.log(sigma) + 0.5 * LOG_2PI)
+
+
+def streaming_logsumexp(
+    block_fn: Callable[[int, int], torch.Tensor],
+    n_columns: int,
+    chunk_size: int,
+    n_rows: int | None = None,
+) -> torch.Tensor:
+    """``logsumexp`` over all columns of a virtual (n, n_columns) matrix, one block at a time.
+
+    ``block_fn(start, stop)`` returns columns ``start:stop`` as an (n, stop - start) tensor.
+    A running maximum keeps the sum finite whatever the magnitudes; rows whose every entry is
+    ``-inf`` come out as ``-inf``.
+    """
+    if n_columns < 1:
+        raise ValueError("streaming_logsumexp needs at least one column")
+    running_max: torch.Tensor | None = None
+    running_sum: torch.Tensor | None = None
+    for start in range(0, n_columns, chunk_size):
+        block = block_fn(start, min(start + chunk_size, n_columns))
+        block_max = block.max(dim=1).values
+        if running_max is None:
+            running_max = block_max
+            safe = torch.where(torch.isfinite(running_max), running_max, 0.0)
+            running_sum = torch.exp(block - safe[:, None]).sum(dim=1)
+            continue
+        new_max = torch.maximum(running_max, block_max)
+        safe = torch.where(torch.isfinite(new_max), new_max, 0.0)
+        running_sum = running_sum * torch.exp(running_max - safe) + torch.exp(
+            block - safe[:, None]
+        ).sum(dim=1)
+        running_max = new_max
+    safe = torch.where(torch.isfinite(running_max), running_max, 0.0)
+    return torch.log(running_sum) + safe
+
+
+def mixture_logpdf(
+    x: torch.Tensor,
+    means: torch.Tensor,
+    logvars: torch.Tensor,
+    chunk_size: int = 4096,
+) -> torch.Tensor:
+    """``log (1/m) sum_j N(x_i; means_j, diag exp(logvars_j))`` for each row of ``x``.
+
+    Equal weights (the GAE prior p(z) = (1/n) sum_j q(z|x_j)); chunked over components.
+    """
+    m = means.shape[0]
+
+    def block(start: int, stop: int) -> torch.Tensor:
+        return pairwise_diag_gaussian_logpdf(x, means[start:stop], logvars[start:stop])
+
+    return streaming_logsumexp(block, m, chunk_size) - math.log(m)
+
+
+def chunked_rows(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
+    """Apply a row-wise ``fn`` to ``x`` in row chunks and concatenate (bounds peak memory)."""
+    return torch.cat([fn(x[i : i + chunk_size]) for i in range(0, x.shape[0], chunk_size)])
