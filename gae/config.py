@@ -42,8 +42,9 @@ def parse_run_name(name: str) -> RunSpec:
     match = RUN_PATTERN.match(name)
     if not match:
         raise ConfigError(
-            f"run name {name!r} is not of the form {{dataset}}-{{model}}-L{{depth}}-z{{latent_dim}} "
-            f"with dataset in {DATASETS} and depth 1-4, e.g. 'bmnist-gae-L2-z50'"
+            f"run name {name!r} is not of the form "
+            f"{{dataset}}-{{model}}-L{{depth}}-z{{latent_dim}} with dataset in {DATASETS} "
+            f"and depth 1-4, e.g. 'bmnist-gae-L2-z50'"
         )
     return RunSpec(
         name=name,
