@@ -1,0 +1,69 @@
+"""Shared fixtures: the repository root, the offline data mirror and a prepared-data config.
+
+``prepared_cfg`` (session scope) prepares ``mnist`` and ``bmnist`` ONCE per test session from the
+mirror ``../shared/data`` into a session temp folder; tests that need real data (e.g. a short
+training run on real MNIST) use it. Do not mutate it: use ``prepared_cfg_tmp`` (a deep copy whose
+``paths.results`` is the test's own ``tmp_path``) or ``copy.deepcopy``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MIRROR = REPO_ROOT.parent / "shared" / "data"
+
+
+def make_cfg(data_dir: Path, results_dir: Path | None = None, **data: Any) -> dict[str, Any]:
+    """A validated configuration (params.yaml) with paths under ``data_dir`` and ``data.*`` keys
+    overridden by ``data``. Downloads are off unless ``download=True`` is passed."""
+    from gae.config import load_config
+
+    overrides: dict[str, Any] = {
+        "paths": {
+            "data": str(data_dir),
+            "results": str(results_dir or Path(data_dir).parent / "results"),
+        },
+        "data": {"download": False, **data},
+    }
+    return load_config(base=REPO_ROOT / "params.yaml", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def data_mirror() -> Path:
+    """The offline mirror ``../shared/data``; tests using it are skipped where it is absent."""
+    if not (MIRROR / "mnist" / "SHA256SUMS").is_file():
+        pytest.skip(f"offline data mirror not found at {MIRROR} (needs mnist/ and frey/)")
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def prepared_cfg(tmp_path_factory: pytest.TempPathFactory, data_mirror: Path) -> dict[str, Any]:
+    """A config whose ``paths.data`` holds ``mnist`` and ``bmnist`` prepared from the mirror.
+
+    ``bmnist`` is the seeded Bernoulli variant here (downloads are off, so no .amat).
+    """
+    from gae.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("prepared")
+    cfg = make_cfg(root / "data", root / "results", mirror=str(data_mirror))
+    for dataset in ("mnist", "bmnist"):
+        prepare_dataset(cfg, dataset, mirror=str(data_mirror), force=False)
+    return cfg
+
+
+@pytest.fixture
+def prepared_cfg_tmp(prepared_cfg: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A private copy of ``prepared_cfg`` writing its results under this test's ``tmp_path``."""
+    cfg = copy.deepcopy(prepared_cfg)
+    cfg["paths"]["results"] = str(tmp_path / "results")
+    return cfg
