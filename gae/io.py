@@ -33,6 +33,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         ) from exc
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, default_file_mode())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -41,6 +42,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def default_file_mode() -> int:
+    """0666 less the umask: ``mkstemp`` creates 0600 files, but artifacts are meant to be shared."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

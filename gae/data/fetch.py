@@ -25,6 +25,7 @@ from typing import IO
 from tqdm import tqdm
 
 from gae.errors import DataError
+from gae.io import default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,7 @@ def _store(
         ) from exc
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, default_file_mode())
         with (
             os.fdopen(fd, "wb") as out,
             tqdm(
