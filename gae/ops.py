@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
+EXP_FLOOR = -80.0
 
 
 def pairwise_diag_gaussian_logpdf(
@@ -68,19 +69,28 @@ def streaming_logsumexp(
     for start in range(0, n_columns, chunk_size):
         block = block_fn(start, min(start + chunk_size, n_columns))
         block_max = block.max(dim=1).values
-        if running_max is None:
-            running_max = block_max
-            safe = torch.where(torch.isfinite(running_max), running_max, 0.0)
-            running_sum = torch.exp(block - safe[:, None]).sum(dim=1)
-            continue
-        new_max = torch.maximum(running_max, block_max)
-        safe = torch.where(torch.isfinite(new_max), new_max, 0.0)
-        running_sum = running_sum * torch.exp(running_max - safe) + torch.exp(
-            block - safe[:, None]
-        ).sum(dim=1)
+        new_max = block_max if running_max is None else torch.maximum(running_max, block_max)
+        shift = torch.where(torch.isfinite(new_max), new_max, 0.0)
+        block_sum = _exp_floored(block - shift[:, None]).sum(dim=1)
+        if running_sum is None:
+            running_sum = block_sum
+        else:
+            running_sum = running_sum * _exp_floored(running_max - shift) + block_sum
         running_max = new_max
-    safe = torch.where(torch.isfinite(running_max), running_max, 0.0)
-    return torch.log(running_sum) + safe
+    shift = torch.where(torch.isfinite(running_max), running_max, 0.0)
+    out = torch.log(running_sum) + shift
+    # a row whose maximum is -inf has only -inf entries; the floor must not make it finite
+    return torch.where(torch.isneginf(running_max), running_max, out)
+
+
+def _exp_floored(shifted: torch.Tensor) -> torch.Tensor:
+    """``exp`` of arguments <= 0, floored at EXP_FLOOR.
+
+    Terms below e^-80 (1.8e-35) relative to the running maximum cannot change a float64 sum
+    of up to 1e15 terms, while ``exp`` of very negative arguments takes a slow underflow path
+    (about 10x slower on this CPU), which dominates the mixture prior's cost.
+    """
+    return torch.exp(shifted.clamp_min(EXP_FLOOR))
 
 
 def mixture_logpdf(
