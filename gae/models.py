@@ -1,0 +1,327 @@
+"""Encoder, decoders and the trained model (``GenerativeModel``) with save/load.
+
+Encoder q(z|x) = N(mu(x), diag sigma^2(x)), an MLP with ``depth`` hidden layers whose
+log-variance head is clamped to [logvar_min, logvar_max] (keeps exp() finite and the mixture
+prior's components from collapsing to points). Decoders p(x|z): Bernoulli (logits) for the MNIST
+sets, Gaussian (sigmoid mean, per-pixel learned or fixed std with a floor) for faces, and a
+linear-Gaussian decoder N(Wz + b, s^2 I) whose GAE marginal likelihood is closed form (tests).
+
+Every decoder offers ``pairwise_log_prob(x (B, D), z (M, d)) -> (B, M)``: the GAE E-step needs
+log p(x_i|z_j) for all pairs of a minibatch, which is one matrix product, not B x M x D work.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gae.errors import GaeError
+from gae.io import atomic_torch_save
+from gae.ops import LOG_2PI, pairwise_diag_gaussian_logpdf
+from gae.priors import ExemplarMixturePrior, StandardNormalPrior, prior_from_state
+
+FORMAT_VERSION = 1
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "elu": nn.ELU}
+
+
+def mlp(in_dim: int, out_dim: int, depth: int, width: int, activation: str) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` units, then a linear output layer."""
+    if not 1 <= depth <= 4:
+        raise ValueError(f"depth must be 1-4, got {depth}")
+    layers: list[nn.Module] = []
+    previous = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(previous, width), ACTIVATIONS[activation]()]
+        previous = width
+    layers.append(nn.Linear(previous, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """x (B, D) -> (mu, logvar), each (B, d); logvar clamped."""
+
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        depth: int,
+        width: int,
+        activation: str,
+        logvar_min: float = -6.0,
+        logvar_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(data_dim, 2 * latent_dim, depth, width, activation)
+        self.latent_dim = latent_dim
+        self.logvar_min, self.logvar_max = float(logvar_min), float(logvar_max)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(x)
+        mu, logvar = out[..., : self.latent_dim], out[..., self.latent_dim :]
+        return mu, logvar.clamp(self.logvar_min, self.logvar_max)
+
+
+class BernoulliDecoder(nn.Module):
+    """p(x|z) = prod_k Bernoulli(x_k; sigmoid(l_k(z))); for x in [0, 1] the cross-entropy."""
+
+    def __init__(self, latent_dim: int, data_dim: int, depth: int, width: int, activation: str):
+        super().__init__()
+        self.net = mlp(latent_dim, data_dim, depth, width, activation)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """x (B, D), z (B, S, d) -> (B, S)."""
+        logits = self.net(z)
+        return (x.unsqueeze(1) * logits - F.softplus(logits)).sum(dim=-1)
+
+    def pairwise_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x_i|z_j) = x_i . l_j - sum_k softplus(l_jk); x (B, D), z (M, d) -> (B, M)."""
+        logits = self.net(z)
+        return x @ logits.T - F.softplus(logits).sum(dim=-1)
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z))
+
+
+class GaussianDecoder(nn.Module):
+    """p(x|z) = N(sigmoid(m(z)), diag s^2), s per pixel: learned (s = floor + exp(a)) or fixed."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        data_dim: int,
+        depth: int,
+        width: int,
+        activation: str,
+        variance: str = "learned",
+        std_min: float = 0.01,
+        std_init: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, data_dim, depth, width, activation)
+        self.std_min = float(std_min)
+        if std_init <= std_min:
+            raise GaeError(
+                f"model.gaussian_std_init ({std_init}) must exceed model.gaussian_std_min "
+                f"({std_min}); raise it or lower the floor"
+            )
+        init = torch.full((data_dim,), math.log(std_init - std_min))
+        if variance == "learned":
+            self.log_excess_std = nn.Parameter(init)
+        elif variance == "fixed":
+            self.register_buffer("log_excess_std", init)
+        else:
+            raise GaeError(
+                f"model.gaussian_variance must be 'learned' or 'fixed', not {variance!r}"
+            )
+
+    def logvar(self) -> torch.Tensor:
+        return 2.0 * torch.log(self.std_min + torch.exp(self.log_excess_std))  # (D,)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = torch.sigmoid(self.net(z))  # (B, S, D)
+        logvar = self.logvar()
+        sq = (x.unsqueeze(1) - mean) ** 2 * torch.exp(-logvar)
+        return -0.5 * (sq.sum(dim=-1) + logvar.sum() + x.shape[-1] * LOG_2PI)
+
+    def pairwise_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = torch.sigmoid(self.net(z))  # (M, D)
+        return pairwise_diag_gaussian_logpdf(x, mean, self.logvar().expand_as(mean))
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z))
+
+
+class LinearGaussianDecoder(nn.Module):
+    """p(x|z) = N(W z + b, s^2 I), fixed s: the GAE marginal likelihood is then closed form."""
+
+    def __init__(self, latent_dim: int, data_dim: int, noise_std: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(data_dim, latent_dim) / math.sqrt(latent_dim))
+        self.bias = nn.Parameter(torch.zeros(data_dim))
+        self.noise_std = float(noise_std)
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Unbounded (the closed-form test model); not restricted to [0, 1]."""
+        return z @ self.weight.T + self.bias
+
+    def _log_norm(self, data_dim: int) -> float:
+        return -data_dim * (math.log(self.noise_std) + 0.5 * LOG_2PI)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        sq = ((x.unsqueeze(1) - self.mean(z)) ** 2).sum(dim=-1)
+        return -0.5 * sq / self.noise_std**2 + self._log_norm(x.shape[-1])
+
+    def pairwise_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = self.mean(z)
+        logvar = torch.full_like(mean, 2.0 * math.log(self.noise_std))
+        return pairwise_diag_gaussian_logpdf(x, mean, logvar)
+
+
+class GenerativeModel(nn.Module):
+    """Encoder + decoder + prior; the object stored in ``model.pt`` (see docs/architecture.md).
+
+    ``prior`` is N(0, I) for a VAE; for a GAE it is the exemplar mixture over all training
+    encodings, set by ``set_exemplar_prior`` once training ends (``None`` before).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        encoder: Encoder,
+        decoder: nn.Module,
+        architecture: dict[str, Any],
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if kind not in ("gae", "vae"):
+            raise ValueError(f"kind must be 'gae' or 'vae', not {kind!r}")
+        self.kind = kind
+        self.encoder = encoder
+        self.decoder = decoder
+        self.architecture = dict(architecture)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.prior: nn.Module | None = (
+            StandardNormalPrior(architecture["latent_dim"]) if kind == "vae" else None
+        )
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.architecture["latent_dim"])
+
+    @property
+    def data_dim(self) -> int:
+        return int(self.architecture["data_dim"])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x)
+
+    def decoder_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels; x (B, D), z (B, S, d) -> (B, S)."""
+        return self.decoder.log_prob(x, z)
+
+    def pairwise_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x_i|z_j) for all pairs; x (B, D), z (M, d) -> (B, M)."""
+        return self.decoder.pairwise_log_prob(x, z)
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., d) -> (..., D); in [0, 1] for the Bernoulli and Gaussian decoders."""
+        return self.decoder.mean(z)
+
+    @torch.no_grad()
+    def encode_all(
+        self, x: torch.Tensor, batch_size: int = 2000
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder means and log-variances of every row of x, in batches, without gradients."""
+        outs = [self.encoder(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+    def set_exemplar_prior(
+        self, x_train: torch.Tensor, batch_size: int = 2000, chunk_size: int = 4096
+    ) -> ExemplarMixturePrior:
+        """The GAE prior (1/n) sum_j q(z|x_j) from the current encoder over all of x_train."""
+        if self.kind != "gae":
+            raise ValueError("only a GAE has an exemplar prior")
+        means, logvars = self.encode_all(x_train, batch_size)
+        self.prior = ExemplarMixturePrior(means, logvars, chunk_size)
+        return self.prior
+
+
+def build_model(kind: str, architecture: dict[str, Any], meta: dict[str, Any] | None = None):
+    """A fresh (randomly initialised) GenerativeModel from an architecture dict."""
+    a = architecture
+    encoder = Encoder(
+        a["data_dim"],
+        a["latent_dim"],
+        a["depth"],
+        a["hidden_units"],
+        a["activation"],
+        a["logvar_min"],
+        a["logvar_max"],
+    )
+    likelihood = a["likelihood"]
+    if likelihood == "bernoulli":
+        decoder: nn.Module = BernoulliDecoder(
+            a["latent_dim"], a["data_dim"], a["depth"], a["hidden_units"], a["activation"]
+        )
+    elif likelihood == "gaussian":
+        decoder = GaussianDecoder(
+            a["latent_dim"],
+            a["data_dim"],
+            a["depth"],
+            a["hidden_units"],
+            a["activation"],
+            a.get("gaussian_variance", "learned"),
+            a.get("gaussian_std_min", 0.01),
+            a.get("gaussian_std_init", 0.1),
+        )
+    elif likelihood == "linear_gaussian":
+        decoder = LinearGaussianDecoder(a["latent_dim"], a["data_dim"], a["noise_std"])
+    else:
+        raise GaeError(
+            f"unknown likelihood {likelihood!r}; use bernoulli or gaussian (model.likelihood)"
+        )
+    return GenerativeModel(kind, encoder, decoder, a, meta)
+
+
+def architecture_from_config(
+    cfg: dict[str, Any], dataset: str, depth: int, latent_dim: int, data_dim: int
+) -> dict[str, Any]:
+    m = cfg["model"]
+    likelihood = m.get("likelihood", {}).get(dataset)
+    if likelihood is None:
+        raise GaeError(
+            f"model.likelihood has no entry for data set {dataset!r}; add "
+            f"'{dataset}: bernoulli' or '{dataset}: gaussian' under model.likelihood"
+        )
+    return {
+        "data_dim": int(data_dim),
+        "latent_dim": int(latent_dim),
+        "depth": int(depth),
+        "hidden_units": int(m.get("hidden_units", 500)),
+        "activation": m.get("activation", "tanh"),
+        "logvar_min": float(m.get("logvar_min", -6.0)),
+        "logvar_max": float(m.get("logvar_max", 2.0)),
+        "likelihood": likelihood,
+        "gaussian_variance": m.get("gaussian_variance", "learned"),
+        "gaussian_std_min": float(m.get("gaussian_std_min", 0.01)),
+        "gaussian_std_init": float(m.get("gaussian_std_init", 0.1)),
+    }
+
+
+def save_model(model: GenerativeModel, path: str | Path) -> None:
+    """Write model.pt atomically: weights, prior buffers, architecture, config and run."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "kind": model.kind,
+        "architecture": model.architecture,
+        "encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
+        "decoder": {k: v.detach().cpu() for k, v in model.decoder.state_dict().items()},
+        "prior": model.prior.state() if model.prior is not None else None,
+        "meta": copy.deepcopy(model.meta),
+    }
+    atomic_torch_save(path, payload)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
+    """Load model.pt (needs only ``gae``); the model is in eval mode on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise GaeError(f"{path} does not exist; train the run first (gae train RUN)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise GaeError(f"{path} is not a readable gae model ({exc}); re-run gae train") from exc
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise GaeError(f"{path} is not a gae model of format {FORMAT_VERSION}; re-run gae train")
+    model = build_model(payload["kind"], payload["architecture"], payload["meta"])
+    model.encoder.load_state_dict(payload["encoder"])
+    model.decoder.load_state_dict(payload["decoder"])
+    if payload["prior"] is not None:
+        model.prior = prior_from_state(payload["prior"])
+    return model.to(device).eval()

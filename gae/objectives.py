@@ -1,0 +1,267 @@
+"""Training objectives: the VAE ELBO and the GAE's Monte-Carlo EM objective with regulariser R.
+
+GAE (docs/method.md has the derivation). The marginal likelihood of a training image is
+
+    p(x_i) = (1/n) sum_j int p(x_i|z) q(z|x_j) dz,
+
+a mixture over the n training exemplars. Per minibatch of B images the candidates j are the
+minibatch's own images, each with ``n_z`` reparameterised draws z_js ~ q(z|x_j). To keep the
+estimate of (1/n) sum_j ... consistent, the self term j = i carries its true weight 1/n and the
+B - 1 others stand in for the n - 1 other exemplars, weight (n - 1) / (n (B - 1)) each:
+
+    est_i = logsumexp_{j,s} [ log w_ij - log n_z + log p(x_i|z_js) ].
+
+E-step: responsibilities r_ijs = softmax_{j,s}(...) (detached). M-step: a gradient step on
+sum r_ijs log p(x_i|z_js) - R_i. Since d/dtheta logsumexp_k a_k = sum_k softmax(a)_k da_k/dtheta,
+this has exactly the gradient of est_i - R_i with reparameterised z (tests check it).
+
+R_i = lambda_mu sum_k mu_ik^2 + lambda_sigma sum_k (sigma_ik^2 - 1 - log sigma_ik^2) >= 0 is
+SUBTRACTED from the maximised objective (the slides print lambda_1 sum mu^2 added, which would
+reward large means; see docs/method.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gae.models import GenerativeModel
+
+
+@dataclass
+class ObjectiveTerms:
+    """Per-example terms of one minibatch; ``surrogate`` is what the optimiser maximises.
+
+    ``objective`` is the reported value (the estimate of the maximised objective); the two
+    agree in gradient. ``parts`` holds per-example diagnostics for the training log.
+    """
+
+    surrogate: torch.Tensor  # (B,)
+    objective: torch.Tensor  # (B,)
+    parts: dict[str, torch.Tensor]
+
+
+def regulariser(
+    mu: torch.Tensor, logvar: torch.Tensor, lambda_mu: float, lambda_sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R_mu, R_sigma), each (B,): the two non-negative penalties of R."""
+    r_mu = lambda_mu * (mu * mu).sum(dim=-1)
+    r_sigma = lambda_sigma * (torch.exp(logvar) - 1.0 - logvar).sum(dim=-1)
+    return r_mu, r_sigma
+
+
+def reparameterise(
+    mu: torch.Tensor, logvar: torch.Tensor, n_z: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """z (B, n_z, d) = mu + sigma * eps."""
+    eps = torch.randn(
+        mu.shape[0], n_z, mu.shape[1], generator=generator, device=mu.device, dtype=mu.dtype
+    )
+    return mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
+
+
+def candidate_log_weights(
+    batch_size: int, n_train: int, n_z: int, leave_one_out: bool, device=None, dtype=None
+) -> torch.Tensor:
+    """log w (B, B * n_z): row i's weight on candidate column (j, s), j = column // n_z.
+
+    Consistent in-batch weights: self 1/n, others (n - 1)/(n (B - 1)); leave-one-out: self
+    excluded, others 1/(B - 1). Each of the n_z draws of a candidate shares its weight.
+    """
+    b = batch_size
+    if b < 2 and (leave_one_out or n_train > 1):
+        raise ValueError("the in-batch GAE objective needs at least 2 images per minibatch")
+    eye = torch.eye(b, dtype=torch.bool, device=device)
+    if leave_one_out:
+        self_w, other_w = -math.inf, -math.log(b - 1)
+    else:
+        self_w = -math.log(n_train)
+        other_w = math.log(n_train - 1) - math.log(n_train) - math.log(b - 1) if b > 1 else 0.0
+    log_w = torch.where(
+        eye,
+        torch.tensor(self_w, dtype=dtype, device=device),
+        torch.tensor(other_w, dtype=dtype, device=device),
+    )
+    return log_w.repeat_interleave(n_z, dim=1) - math.log(n_z)
+
+
+def gae_objective(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    n_train: int,
+    n_z: int = 1,
+    leave_one_out: bool = False,
+    lambda_mu: float = 0.0,
+    lambda_sigma: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> ObjectiveTerms:
+    """One minibatch of the GAE's Monte-Carlo EM with the minibatch as candidate exemplars."""
+    mu, logvar = model.encode(x)
+    z = reparameterise(mu, logvar, n_z, generator)  # (B, n_z, d)
+    loglik = model.pairwise_log_prob(x, z.reshape(-1, z.shape[-1]))  # (B, B * n_z)
+    log_w = candidate_log_weights(
+        x.shape[0], n_train, n_z, leave_one_out, device=x.device, dtype=loglik.dtype
+    )
+    scores = log_w + loglik
+    estimate = torch.logsumexp(scores, dim=1)  # (B,)
+    resp = torch.softmax(scores, dim=1).detach()  # E-step
+    # -inf weights (leave-one-out) have zero responsibility; avoid 0 * finite only
+    expected_loglik = (resp * loglik).sum(dim=1)
+    # adding the (constant) entropy of resp and E[log w] makes the surrogate EQUAL est at this
+    # point; they carry no gradient, so it is still the M-step objective
+    log_w_finite = torch.where(torch.isfinite(log_w), log_w, torch.zeros_like(log_w))
+    constant = (resp * log_w_finite).sum(dim=1) - torch.special.xlogy(resp, resp).sum(dim=1)
+    r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
+    penalty = r_mu + r_sigma
+    self_resp = resp.reshape(x.shape[0], x.shape[0], n_z).sum(dim=2).diagonal()
+    return ObjectiveTerms(
+        surrogate=expected_loglik + constant - penalty,
+        objective=estimate.detach() - penalty.detach(),
+        parts={
+            "loglik_term": estimate.detach(),
+            "r_mu": r_mu.detach(),
+            "r_sigma": r_sigma.detach(),
+            "self_responsibility": self_resp,
+        },
+    )
+
+
+@torch.no_grad()
+def nearest_exemplars(means: torch.Tensor, k: int, chunk_size: int = 2048) -> torch.Tensor:
+    """(n, k) indices of each row's k nearest OTHER rows of ``means`` (Euclidean), by chunked
+    matrix products and top-k; never an n x n x d tensor, at most chunk x n distances at once."""
+    n = means.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"need 1 <= k <= n - 1 nearest exemplars, got k={k}, n={n}")
+    sq = (means * means).sum(dim=1)
+    out = []
+    for start in range(0, n, chunk_size):
+        rows = means[start : start + chunk_size]
+        dist = sq[start : start + chunk_size, None] - 2.0 * rows @ means.T + sq[None, :]
+        own = torch.arange(start, start + rows.shape[0], device=means.device)
+        dist[torch.arange(rows.shape[0], device=means.device), own] = math.inf
+        out.append(torch.topk(dist, k, dim=1, largest=False).indices)
+    return torch.cat(out)
+
+
+def gae_knn_objective(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    x_neighbours: torch.Tensor,
+    neighbour_in_batch: torch.Tensor,
+    n_train: int,
+    n_z: int = 1,
+    leave_one_out: bool = False,
+    lambda_mu: float = 0.0,
+    lambda_sigma: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> ObjectiveTerms:
+    """GAE Monte-Carlo EM with each image's k nearest exemplars as extra candidates.
+
+    A stratified estimate of (1/n) sum_j f_ij, f_ij = int p(x_i|z) q(z|x_j) dz: the self term and
+    the k neighbours N_i are summed exactly (weight 1/n each); the remaining n - 1 - k exemplars
+    are estimated from the m_i other minibatch images NOT in N_i, weight (n - 1 - k)/(n m_i)
+    each (a uniform sample of that remainder, hence unbiased). Leave-one-out drops the self term
+    and divides by n - 1 instead of n.
+
+    x (B, D); x_neighbours (B, k, D) the images of N_i; neighbour_in_batch (B, B) bool, True
+    where minibatch image j is one of i's neighbours (excluded from the remainder sample).
+    """
+    b, k = x.shape[0], x_neighbours.shape[1]
+    n_others = n_train - 1 - k
+    if n_others < 0:
+        raise ValueError(f"k = {k} neighbours need at least k + 1 training images, n = {n_train}")
+    mu, logvar = model.encode(x)
+    z = reparameterise(mu, logvar, n_z, generator)  # (B, n_z, d)
+    batch_loglik = model.pairwise_log_prob(x, z.reshape(-1, z.shape[-1]))  # (B, B n_z)
+    mu_nb, logvar_nb = model.encode(x_neighbours.reshape(b * k, -1))
+    z_nb = reparameterise(mu_nb, logvar_nb, n_z, generator).reshape(b, k * n_z, -1)
+    nb_loglik = model.decoder_log_prob(x, z_nb)  # (B, k n_z): only the pairs (i, N_i)
+
+    total = n_train - 1 if leave_one_out else n_train
+    eye = torch.eye(b, dtype=torch.bool, device=x.device)
+    remainder = ~eye & ~neighbour_in_batch
+    m = remainder.sum(dim=1, keepdim=True)  # (B, 1)
+    log_rest = torch.log(torch.tensor(float(max(n_others, 0)), device=x.device)) - torch.log(
+        (total * m).to(batch_loglik.dtype)
+    )
+    log_w = torch.where(remainder, log_rest, torch.full_like(log_rest, -math.inf))
+    if not leave_one_out:
+        log_w = torch.where(eye, torch.full_like(log_w, -math.log(total)), log_w)
+    log_w = log_w.to(batch_loglik.dtype).repeat_interleave(n_z, dim=1) - math.log(n_z)
+    log_w_nb = torch.full_like(nb_loglik, -math.log(total) - math.log(n_z))
+    log_w = torch.cat([log_w, log_w_nb], dim=1)
+    loglik = torch.cat([batch_loglik, nb_loglik], dim=1)
+
+    scores = log_w + loglik
+    estimate = torch.logsumexp(scores, dim=1)
+    resp = torch.softmax(scores, dim=1).detach()
+    finite = torch.isfinite(log_w)
+    expected_loglik = (resp * torch.where(finite, loglik, torch.zeros_like(loglik))).sum(dim=1)
+    log_w_finite = torch.where(finite, log_w, torch.zeros_like(log_w))
+    constant = (resp * log_w_finite).sum(dim=1) - torch.special.xlogy(resp, resp).sum(dim=1)
+    r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
+    penalty = r_mu + r_sigma
+    self_resp = resp[:, : b * n_z].reshape(b, b, n_z).sum(dim=2).diagonal()
+    return ObjectiveTerms(
+        surrogate=expected_loglik + constant - penalty,
+        objective=estimate.detach() - penalty.detach(),
+        parts={
+            "loglik_term": estimate.detach(),
+            "r_mu": r_mu.detach(),
+            "r_sigma": r_sigma.detach(),
+            "self_responsibility": self_resp,
+            "neighbour_responsibility": resp[:, b * n_z :].sum(dim=1),
+        },
+    )
+
+
+def gaussian_kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag e^logvar) || N(0, I)), (B,)."""
+    return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(dim=-1)
+
+
+def vae_objective(
+    model: GenerativeModel, x: torch.Tensor, generator: torch.Generator | None = None
+) -> ObjectiveTerms:
+    """ELBO with N(0, I) prior: one reparameterised sample for the reconstruction, analytic KL."""
+    mu, logvar = model.encode(x)
+    z = reparameterise(mu, logvar, 1, generator)
+    recon = model.decoder_log_prob(x, z).squeeze(1)
+    kl = gaussian_kl_standard_normal(mu, logvar)
+    elbo = recon - kl
+    return ObjectiveTerms(
+        surrogate=elbo,
+        objective=elbo.detach(),
+        parts={"recon": recon.detach(), "kl": kl.detach()},
+    )
+
+
+def diag_gaussian_logpdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag e^logvar) row by row (same shapes), summed over the last axis."""
+    return -0.5 * (((z - mu) ** 2) * torch.exp(-logvar) + logvar + math.log(2.0 * math.pi)).sum(
+        dim=-1
+    )
+
+
+@torch.no_grad()
+def elbo_with_prior(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    prior: torch.nn.Module,
+    n_z: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Monte-Carlo ELBO E_q[log p(x|z) + log p(z) - log q(z|x)] under any prior, (B,).
+
+    The honest validation criterion for both kinds: a lower bound on log p(x) under the model's
+    own prior (the GAE's: the exact mixture over ALL training encodings).
+    """
+    mu, logvar = model.encode(x)
+    z = reparameterise(mu, logvar, n_z, generator)  # (B, S, d)
+    recon = model.decoder_log_prob(x, z)  # (B, S)
+    log_q = diag_gaussian_logpdf(z, mu.unsqueeze(1), logvar.unsqueeze(1))
+    log_p = prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], n_z)
+    return (recon + log_p - log_q).mean(dim=1)

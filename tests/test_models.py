@@ -1,0 +1,129 @@
+"""Encoder/decoders: pairwise log-likelihoods equal naive per-pair ones; save/load round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gae.errors import GaeError
+from gae.models import build_model, load_model, save_model
+
+
+def _arch(likelihood: str, depth: int = 2, **extra) -> dict:
+    arch = {
+        "data_dim": 12,
+        "latent_dim": 3,
+        "depth": depth,
+        "hidden_units": 16,
+        "activation": "tanh",
+        "logvar_min": -6.0,
+        "logvar_max": 2.0,
+        "likelihood": likelihood,
+        "gaussian_variance": "learned",
+        "gaussian_std_min": 0.01,
+        "gaussian_std_init": 0.2,
+        "noise_std": 0.7,
+    }
+    arch.update(extra)
+    return arch
+
+
+def _data(b: int = 6, m: int = 5, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 12, generator=gen)  # continuous values in [0, 1]
+    z = torch.randn(m, 3, generator=gen)
+    return x, z
+
+
+def _naive_pairwise(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x_i|z_j) one pair at a time, through decoder_log_prob."""
+    out = torch.empty(x.shape[0], z.shape[0])
+    for i in range(x.shape[0]):
+        for j in range(z.shape[0]):
+            out[i, j] = model.decoder_log_prob(x[i : i + 1], z[j].view(1, 1, -1))[0, 0]
+    return out
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "linear_gaussian"])
+def test_pairwise_log_prob_equals_naive(likelihood: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("gae", _arch(likelihood))
+    x, z = _data()
+    with torch.no_grad():
+        got = model.pairwise_log_prob(x, z)
+        want = _naive_pairwise(model, x, z)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_bernoulli_log_prob_is_the_cross_entropy() -> None:
+    torch.manual_seed(1)
+    model = build_model("vae", _arch("bernoulli"))
+    x, z = _data(b=4, m=4)
+    with torch.no_grad():
+        probs = torch.sigmoid(model.decoder.net(z))
+        want = (x * torch.log(probs) + (1 - x) * torch.log1p(-probs)).sum(-1)
+        got = model.decoder_log_prob(x, z.unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    assert model.decode_mean(z).min() >= 0 and model.decode_mean(z).max() <= 1
+
+
+def test_gaussian_decoder_std_floor_and_fixed_variance() -> None:
+    model = build_model("gae", _arch("gaussian"))
+    with torch.no_grad():
+        model.decoder.log_excess_std.fill_(-50.0)
+    assert torch.exp(0.5 * model.decoder.logvar()).min().item() >= 0.01 * (1 - 1e-6)
+    fixed = build_model("gae", _arch("gaussian", gaussian_variance="fixed"))
+    assert not any(p is fixed.decoder.log_excess_std for p in fixed.parameters())
+    torch.testing.assert_close(
+        torch.exp(0.5 * fixed.decoder.logvar()), torch.full((12,), 0.2), rtol=1e-6, atol=0
+    )
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_depth_and_logvar_clamp(depth: int) -> None:
+    model = build_model("vae", _arch("bernoulli", depth=depth))
+    n_linear = sum(isinstance(m, nn.Linear) for m in model.encoder.net)
+    assert n_linear == depth + 1
+    assert sum(isinstance(m, nn.Linear) for m in model.decoder.net) == depth + 1
+    last = model.encoder.net[-1]
+    with torch.no_grad():
+        last.bias[3:] = 100.0
+    _, logvar = model.encode(torch.rand(2, 12))
+    assert torch.all(logvar == 2.0)
+    with torch.no_grad():
+        last.bias[3:] = -100.0
+    assert torch.all(model.encode(torch.rand(2, 12))[1] == -6.0)
+
+
+@pytest.mark.parametrize("kind", ["gae", "vae"])
+def test_save_load_reproduces_outputs(kind: str, tmp_path) -> None:
+    torch.manual_seed(2)
+    model = build_model(kind, _arch("gaussian"), meta={"run": "frey-x-L2-z3", "config": {"a": 1}})
+    x, z = _data(b=8, m=4)
+    if kind == "gae":
+        model.set_exemplar_prior(x, batch_size=3, chunk_size=5)
+    path = tmp_path / "model.pt"
+    save_model(model, path)
+    loaded = load_model(path, device="cpu")
+    assert loaded.kind == kind and not loaded.training
+    assert loaded.meta == {"run": "frey-x-L2-z3", "config": {"a": 1}}
+    assert (loaded.latent_dim, loaded.data_dim) == (3, 12)
+    with torch.no_grad():
+        for a, b in zip(model.encode(x), loaded.encode(x), strict=True):
+            assert torch.equal(a, b)
+        zz = z.unsqueeze(0).expand(8, 4, 3)
+        assert torch.equal(model.decoder_log_prob(x, zz), loaded.decoder_log_prob(x, zz))
+        assert torch.equal(model.decode_mean(z), loaded.decode_mean(z))
+        assert torch.equal(model.prior.log_prob(z), loaded.prior.log_prob(z))
+    if kind == "gae":
+        assert loaded.prior.n_components == 8
+
+
+def test_load_model_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(GaeError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(GaeError, match="bad.pt"):
+        load_model(bad)

@@ -1,0 +1,263 @@
+"""Training loop: learns on real MNIST, resumes after SIGKILL to the identical result, NaN guard,
+artifacts (model.pt, train_log.csv, samples.npy)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import gae.training as training
+from gae.config import load_config
+from gae.errors import GaeError, TrainingError
+from gae.io import atomic_save_npz
+from gae.models import load_model
+from gae.sampling import sample_run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN = "bmnist-gae-L2-z4"
+NO_EVALUATIONS = {"parzen": [], "loglik": [], "diagnostics": [], "latent": []}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: deterministic timings on a shared 2-core machine (oversubscribed
+    threads slow small ops tenfold) and the same reduction order in every process."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _synthetic_cfg(
+    tmp_path: Path, runs: list[str], models: dict[str, Any] | None = None, **train: Any
+) -> dict[str, Any]:
+    """A config over a small synthetic binary data set in the spec's npz format."""
+    rng = np.random.default_rng(0)
+    prototypes = rng.random((4, 64)) < 0.5
+
+    def split(n: int) -> np.ndarray:
+        x = prototypes[rng.integers(0, 4, n)] ^ (rng.random((n, 64)) < 0.1)
+        return x.astype(np.float32)
+
+    data = tmp_path / "data"
+    atomic_save_npz(
+        data / "prepared" / "bmnist.npz", x_train=split(150), x_valid=split(40), x_test=split(40)
+    )
+    return load_config(
+        base=REPO_ROOT / "params.yaml",
+        overrides={
+            "paths": {"data": str(data), "results": str(tmp_path / "results")},
+            "model": {"hidden_units": 24},
+            "train": {"epochs": 3, "batch_size": 32, "patience": 5, "num_threads": 1, **train},
+            "evaluation": {"n_samples": 50, "batch_size": 16},
+            "runs": runs,
+            "evaluate": NO_EVALUATIONS,
+            "models": models or {},
+        },
+    )
+
+
+def _read_log(path: Path) -> list[dict[str, str]]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import gae.training as training
+
+    cfg = json.load(open(sys.argv[1]))
+    kill_after = int(sys.argv[3])
+    if kill_after:
+        save = training.atomic_torch_save
+
+        def hooked(path, obj):
+            save(path, obj)
+            if obj["state"]["epoch"] == kill_after:
+                print("CHECKPOINTED", flush=True)
+                time.sleep(600)  # the parent kills us here with SIGKILL
+
+        training.atomic_torch_save = hooked
+    training.train_run(cfg, sys.argv[2])
+    print("DONE", flush=True)
+    """
+)
+
+
+def _train_subprocess(cfg: dict[str, Any], tmp_path: Path, kill_after: int = 0) -> None:
+    cfg_file = tmp_path / f"cfg-{kill_after}-{cfg['paths']['results'][-1]}.json"
+    cfg_file.write_text(json.dumps(cfg))
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(cfg_file), RUN, str(kill_after)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        if kill_after:
+            assert line == "CHECKPOINTED", f"training subprocess ended early: {line!r}"
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        else:
+            assert line == "DONE" and proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_resume_after_sigkill_reaches_the_uninterrupted_result(tmp_path: Path) -> None:
+    cfg = _synthetic_cfg(tmp_path, [RUN])
+    straight = copy.deepcopy(cfg)
+    straight["paths"]["results"] = str(tmp_path / "results_a")
+    _train_subprocess(straight, tmp_path)
+
+    interrupted = copy.deepcopy(cfg)
+    interrupted["paths"]["results"] = str(tmp_path / "results_b")
+    _train_subprocess(interrupted, tmp_path, kill_after=2)
+    run_b = tmp_path / "results_b" / "runs" / RUN
+    assert not (run_b / "model.pt").exists()
+    assert torch.load(run_b / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 2
+    assert not list(run_b.glob(".*.tmp"))  # nothing half-written
+    _train_subprocess(interrupted, tmp_path)  # resumes epoch 3
+
+    a = load_model(tmp_path / "results_a" / "runs" / RUN / "model.pt")
+    b = load_model(run_b / "model.pt")
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+    log_a = _read_log(tmp_path / "results_a" / "runs" / RUN / "train_log.csv")
+    log_b = _read_log(run_b / "train_log.csv")
+    assert [r["epoch"] for r in log_b] == ["1", "2", "3"]
+    for ra, rb in zip(log_a, log_b, strict=True):
+        ra.pop("seconds"), rb.pop("seconds")
+        assert ra == rb
+
+
+def test_nan_objective_stops_with_training_error_and_keeps_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _synthetic_cfg(tmp_path, [RUN])
+    calls = {"n": 0}
+    real = training.gae_objective
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 7:  # epoch 2, step 2 (150 images / 32: 5 steps per epoch)
+            terms.surrogate = terms.surrogate * float("nan")
+        return terms
+
+    monkeypatch.setattr(training, "gae_objective", poisoned)
+    with pytest.raises(TrainingError, match=rf"run {RUN}: .*nan at epoch 2, step 2") as info:
+        training.train_run(cfg, RUN)
+    assert "checkpoint" in str(info.value)
+    run_dir = tmp_path / "results" / "runs" / RUN
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
+    assert not (run_dir / "model.pt").exists()
+    assert len(_read_log(run_dir / "train_log.csv")) == 1
+
+
+def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
+    cfg = _synthetic_cfg(tmp_path, [RUN], epochs=1)
+    training.train_run(cfg, RUN)
+    cfg["train"]["lr"] = 0.01
+    cfg["train"]["epochs"] = 2
+    with pytest.raises(TrainingError, match="--restart"):
+        training.train_run(cfg, RUN)
+    training.train_run(cfg, RUN, restart=True)
+    assert len(_read_log(tmp_path / "results" / "runs" / RUN / "train_log.csv")) == 2
+
+
+def _mnist_cfg(prepared_cfg_tmp: dict[str, Any], runs: list[str]) -> dict[str, Any]:
+    cfg = copy.deepcopy(prepared_cfg_tmp)
+    cfg["data"]["subset"] = {"train": 2000, "valid": 500, "test": 100}
+    cfg["model"]["hidden_units"] = 200
+    cfg["train"].update({"epochs": 2, "batch_size": 100, "num_threads": 1})
+    cfg["evaluation"].update({"n_samples": 300, "batch_size": 250})
+    cfg["runs"] = runs
+    cfg["evaluate"] = NO_EVALUATIONS
+    return cfg
+
+
+@pytest.mark.parametrize("run", ["mnist-gae-L1-z20", "mnist-vae-L1-z20"])
+def test_short_training_on_real_mnist_improves_and_writes_artifacts(
+    prepared_cfg_tmp: dict[str, Any], run: str
+) -> None:
+    cfg = _mnist_cfg(prepared_cfg_tmp, [run])
+    path = training.train_run(cfg, run)
+    rows = _read_log(path.parent / "train_log.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    first, second = rows
+    assert float(second["train_objective"]) > float(first["train_objective"])
+    assert float(second["valid_objective"]) > float(first["valid_objective"])
+    extra = (
+        {"self_responsibility", "loglik_term", "r_mu", "r_sigma"}
+        if "gae" in run
+        else {
+            "recon",
+            "kl",
+        }
+    )
+    assert extra <= set(first)
+    if "gae" in run:
+        assert 0.0 <= float(second["self_responsibility"]) <= 1.0
+
+    model = load_model(path)
+    assert model.meta["run"] == run and model.meta["config"]["seed"] == cfg["seed"]
+    if "gae" in run:
+        assert model.prior.n_components == 2000
+        # the stored prior is the mixture over the SAVED encoder's training encodings
+        from gae.data.prepare import load_prepared
+
+        x = torch.as_tensor(load_prepared(cfg, "mnist")["x_train"][:5])
+        mu, logvar = model.encode(x)
+        assert torch.equal(model.prior.means[:5], mu.detach())
+
+    samples_path = sample_run(cfg, run)
+    samples = np.load(samples_path)
+    assert samples.shape == (300, 784) and samples.dtype == np.float32
+    assert samples.min() >= 0.0 and samples.max() <= 1.0
+    # the slides' procedure: decoder means of z drawn from the stored prior, seeded per run
+    generator = torch.Generator().manual_seed(training.derive_seed(cfg["seed"], run, "sample"))
+    with torch.no_grad():
+        z = torch.cat([model.prior.sample(250, generator), model.prior.sample(50, generator)])
+        want = model.decode_mean(z).numpy()
+    np.testing.assert_allclose(samples, want, rtol=0, atol=1e-6)
+    assert len(np.unique(samples[:, 300])) > 1  # distinct draws
+    np.testing.assert_array_equal(np.load(sample_run(cfg, run)), samples)  # seeded
+
+
+def test_knn_candidates_train_and_log_neighbour_responsibility(tmp_path: Path) -> None:
+    run = "bmnist-gae-knn-L1-z4"
+    knn = {"kind": "gae", "candidates": "knn", "n_candidates": 5, "lambda_mu": 1e-3}
+    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-knn": knn}, epochs=2)
+    path = training.train_run(cfg, run)
+    rows = _read_log(path.parent / "train_log.csv")
+    assert len(rows) == 2
+    for row in rows:
+        share = float(row["neighbour_responsibility"]) + float(row["self_responsibility"])
+        assert 0.0 < float(row["neighbour_responsibility"]) and share <= 1.0 + 1e-6
+    assert float(rows[1]["train_objective"]) > float(rows[0]["train_objective"])
+    cfg["models"]["gae-knn"]["n_candidates"] = 149
+    with pytest.raises(GaeError, match="n_candidates"):
+        training.train_run(cfg, run, restart=True)
