@@ -23,11 +23,13 @@ reward large means; see docs/method.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from gae.models import GenerativeModel
+from gae.ops import LOG_2PI, pairwise_diag_gaussian_logpdf
 
 
 @dataclass
@@ -214,6 +216,81 @@ def gae_knn_objective(
             "r_sigma": r_sigma.detach(),
             "self_responsibility": self_resp,
             "neighbour_responsibility": resp[:, b * n_z :].sum(dim=1),
+        },
+    )
+
+
+def batch_exemplar_log_prior(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """Leave-one-out in-batch estimate of log p(z) = log (1/(n-1)) sum_{j != i} q(z|x_j), (B, S).
+
+    z (B, S, d) are row i's draws; the components are the other minibatch encodings (with
+    gradient), a uniform sample of the n - 1 other exemplars.
+    """
+    b, s, d = z.shape
+    if b < 2:
+        raise ValueError("the in-batch exemplar prior needs at least 2 images per minibatch")
+    log_comp = pairwise_diag_gaussian_logpdf(z.reshape(b * s, d), mu, logvar).reshape(b, s, b)
+    own = torch.eye(b, dtype=torch.bool, device=z.device)[:, None, :]
+    log_comp = log_comp.masked_fill(own, -math.inf)
+    return torch.logsumexp(log_comp, dim=2) - math.log(b - 1)
+
+
+def neighbour_exemplar_log_prior(
+    z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, n_train: int
+) -> torch.Tensor:
+    """Lower bound on the leave-one-out log p(z) from each row's k nearest exemplars, (B, S).
+
+    z (B, S, d); means/logvars (B, k, d) are the cached encodings of row i's k nearest OTHER
+    training images: log (1/(n-1)) sum_{j in N_i} q(z|x_j) <= log (1/(n-1)) sum_{j != i} q(z|x_j),
+    since the omitted terms are positive. Small tensors only (B x S x k x d).
+    """
+    diff = z[:, :, None, :] - means[:, None, :, :]
+    log_comp = -0.5 * (
+        diff * diff * torch.exp(-logvars)[:, None] + logvars[:, None] + LOG_2PI
+    ).sum(dim=-1)
+    return torch.logsumexp(log_comp, dim=2) - math.log(n_train - 1)
+
+
+def gae_posterior_objective(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    log_prior: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    n_z: int = 1,
+    lambda_mu: float = 0.0,
+    lambda_sigma: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> ObjectiveTerms:
+    """GAE by variational EM: the E-step over z uses the encoder's posterior q(z|x_i).
+
+    For the same model p(x) = (1/n) sum_j int p(x|z) q(z|x_j) dz, Jensen's inequality with
+    q(z|x_i) as the E-step distribution over z (and the exact posterior over j given z) gives
+
+        log p(x_i) >= E_{q(z|x_i)} [log p(x_i|z) + log p(z) - log q(z|x_i)],
+
+    with p(z) the exemplar mixture (leave-one-out in training, so that an image cannot explain
+    itself). ``log_prior(z, mu, logvar)`` -> (B, S) supplies log p(z) (in-batch or nearest
+    exemplars). The slides' E-step instead samples z from every candidate's q(z|x_j), a
+    prior-sampling estimate whose variance grows with the spread of the exemplars.
+    """
+    mu, logvar = model.encode(x)
+    z = reparameterise(mu, logvar, n_z, generator)  # (B, S, d)
+    recon = model.decoder_log_prob(x, z)  # (B, S)
+    log_q = diag_gaussian_logpdf(z, mu.unsqueeze(1), logvar.unsqueeze(1))
+    log_p = log_prior(z, mu, logvar)
+    elbo = (recon + log_p - log_q).mean(dim=1)
+    r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
+    penalty = r_mu + r_sigma
+    return ObjectiveTerms(
+        surrogate=elbo - penalty,
+        objective=(elbo - penalty).detach(),
+        parts={
+            "recon": recon.mean(dim=1).detach(),
+            "log_prior": log_p.mean(dim=1).detach(),
+            "entropy": -log_q.mean(dim=1).detach(),
+            "r_mu": r_mu.detach(),
+            "r_sigma": r_sigma.detach(),
         },
     )
 

@@ -32,10 +32,13 @@ from gae.io import atomic_torch_save, atomic_write_text
 from gae.models import GenerativeModel, architecture_from_config, build_model, save_model
 from gae.objectives import (
     ObjectiveTerms,
+    batch_exemplar_log_prior,
     elbo_with_prior,
     gae_knn_objective,
     gae_objective,
+    gae_posterior_objective,
     nearest_exemplars,
+    neighbour_exemplar_log_prior,
     vae_objective,
 )
 
@@ -141,7 +144,9 @@ class _Objective:
         self.kind = kind
         self.n_train = n_train
         self.candidates = settings.get("candidates", "batch") if kind == "gae" else None
+        self.e_step = settings.get("e_step", "sampled") if kind == "gae" else None
         self.neighbours: torch.Tensor | None = None
+        self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
         self.options: dict[str, Any] = {}
         if kind == "gae":
             self.options = {
@@ -158,11 +163,28 @@ class _Objective:
                     f"1 <= n_candidates <= n_train - 2 = {n_train - 2}; lower it"
                 )
 
+    @property
+    def _posterior_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options.items() if k != "leave_one_out"}
+
+    def _log_prior(self, index: torch.Tensor):
+        """log p(z) for the posterior E-step: in-batch or nearest cached exemplars."""
+        if self.candidates != "knn":
+            return batch_exemplar_log_prior
+        means, logvars = self.cached
+        nb = self.neighbours[index]
+        n_train = self.n_train
+        return lambda z, mu, logvar: neighbour_exemplar_log_prior(
+            z, means[nb], logvars[nb], n_train
+        )
+
     def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor) -> None:
         """knn: refresh every image's nearest exemplars by encoder mean (current weights)."""
         if self.candidates == "knn":
-            means, _ = model.encode_all(x_train)
+            means, logvars = model.encode_all(x_train)
             self.neighbours = nearest_exemplars(means, self.k)
+            # posterior E-step: the prior's components for this epoch (the M-step of p(z))
+            self.cached = (means, logvars)
 
     def __call__(
         self,
@@ -174,6 +196,10 @@ class _Objective:
         x = x_train[index]
         if self.kind == "vae":
             return vae_objective(model, x, generator=generator)
+        if self.e_step == "posterior":
+            return gae_posterior_objective(
+                model, x, self._log_prior(index), generator=generator, **self._posterior_options
+            )
         if self.candidates == "knn":
             nb = self.neighbours[index]  # (B, k)
             in_batch = (nb[:, :, None] == index[None, None, :]).any(dim=1)  # (B, B)
