@@ -155,6 +155,12 @@ class _Objective:
                 "lambda_mu": float(settings.get("lambda_mu", 0.0)),
                 "lambda_sigma": float(settings.get("lambda_sigma", 0.0)),
             }
+        if self.e_step == "posterior" and not self.options["leave_one_out"]:
+            raise GaeError(
+                f"run {run}: e_step 'posterior' is always leave-one-out (with its own component "
+                f"in the prior an image pays at most log n for any code, and the encoder "
+                f"collapses); set leave_one_out: true for model '{run}'s variant"
+            )
         if self.candidates == "knn":
             self.k = int(settings.get("n_candidates", 10))
             if not 1 <= self.k <= n_train - 2:
