@@ -1,0 +1,193 @@
+"""The smoke preset end to end, through `make run` (Snakemake + dvc commit) and `dvc repro`.
+
+Each runs in a temporary copy of the repository (fresh data/ and results/, its own git work
+tree), with the preset written into params.yaml's `overlays` so DVC sees the smoke parameters.
+Checks: every table and figure and the report exist, `dvc status` is clean afterwards, DVC lists
+the metrics, and both tools produce the same numbers (training is seeded and deterministic).
+Skipped where the offline data mirror ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MIRROR = REPO_ROOT.parent / "shared" / "data"
+VENV = Path(sys.executable).parent.parent
+BIN = VENV / "bin"
+IGNORE_TOP = {".venv", ".git", ".snakemake", "logs", ".pytest_cache", ".ruff_cache"}
+IGNORE_ANY = {
+    "__pycache__",
+    "prepared",
+    "raw",
+    "runs",
+    "figures",
+    "tables",
+    "report.md",
+    "tmp",
+    "cache",
+    "out",
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (MIRROR / "mnist" / "SHA256SUMS").is_file(),
+        reason=f"offline data mirror not found at {MIRROR}: the smoke pipeline needs "
+        f"../shared/data (mnist/ and frey/) beside the clone",
+    ),
+]
+
+
+def copy_repo(dest: Path) -> Path:
+    """The project's files without data, results, caches or venv, as a new git work tree."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = Path(folder).resolve() == REPO_ROOT
+        return {n for n in names if (top and n in IGNORE_TOP) or n in IGNORE_ANY} - {"README.md"}
+
+    shutil.copytree(REPO_ROOT, dest, symlinks=True, ignore=ignore)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "GAE_DATA_MIRROR": str(MIRROR),
+        "DVC_NO_ANALYTICS": "1",
+    }
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 500) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def expected_outputs(root: Path) -> list[Path]:
+    """Tables, figures and report named by the code itself, for the copy's configuration."""
+    code = (
+        "import json\nfrom gae.config import load_config\n"
+        "from gae.figures import figure_paths\nfrom gae.tables import table_paths\n"
+        "from gae.report import report_path\ncfg = load_config()\n"
+        "print(json.dumps([str(p) for p in figure_paths(cfg) + table_paths(cfg)"
+        " + [report_path(cfg)]]))\n"
+    )
+    proc = run([sys.executable, "-c", code], cwd=root)
+    return [root / p for p in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def metrics(root: Path) -> dict[str, object]:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    out: dict[str, object] = {}
+    for kind in ("parzen", "loglik"):
+        for name in params["evaluate"][kind]:
+            out[f"{name}/{kind}"] = json.loads(
+                (root / "results" / "runs" / name / f"{kind}.json").read_text()
+            )
+    return out
+
+
+def check_complete(root: Path) -> None:
+    outputs = expected_outputs(root)
+    missing = [str(p.relative_to(root)) for p in outputs if not p.is_file()]
+    assert missing == []
+    report = (root / "results" / "report.md").read_text()
+    assert "Table 1: Parzen" in report and "Table 2: test log-likelihood" in report
+    assert "config/smoke.yaml" in report
+    for figure in (p for p in outputs if p.suffix == ".png"):
+        assert f"figures/{figure.name}" in report
+        assert figure.read_bytes().startswith(b"\x89PNG")
+    proc = subprocess.run([str(BIN / "dvc"), "status", "--quiet"], cwd=root, env=env())
+    assert proc.returncode == 0, run([str(BIN / "dvc"), "status"], cwd=root).stdout
+    shown = run([str(BIN / "dvc"), "metrics", "show"], cwd=root).stdout
+    assert "parzen.json" in shown and "loglik.json" in shown
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both pipelines on the smoke preset, each in its own copy, run side by side.
+
+    `dvc repro` runs its stages one at a time, so it runs in the background while `make run`
+    (Snakemake, one job per core) runs in the foreground: the two share the 2 cores.
+    """
+    snake_root = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    dvc_root = copy_repo(tmp_path_factory.mktemp("dvc") / "repo")
+    run([sys.executable, "workflow/scripts/set_preset.py", "smoke"], cwd=dvc_root)
+    dvc_log = dvc_root.parent / "dvc-repro.log"
+    started = time.perf_counter()
+    with dvc_log.open("w") as log:
+        dvc = subprocess.Popen(
+            [str(BIN / "dvc"), "repro", "--quiet"],
+            cwd=dvc_root,
+            env={**env(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # the README's main command; -o: use this venv as it is instead of building one
+            run(
+                [
+                    "make",
+                    "run",
+                    "PRESET=smoke",
+                    f"VENV={VENV}",
+                    f"MIRROR={MIRROR}",
+                    "-o",
+                    f"{VENV}/.installed",
+                ],
+                cwd=snake_root,
+            )
+            print(f"\nmake run PRESET=smoke: {time.perf_counter() - started:.0f} s wall")
+            returncode = dvc.wait(timeout=500)
+        finally:
+            if dvc.poll() is None:
+                dvc.kill()
+    print(f"dvc repro (smoke): {time.perf_counter() - started:.0f} s wall")
+    assert returncode == 0, dvc_log.read_text()[-4000:]
+    return {"snakemake": snake_root, "dvc": dvc_root}
+
+
+def test_make_run_smoke_builds_everything_and_leaves_dvc_clean(
+    smoke_runs: dict[str, Path],
+) -> None:
+    root = smoke_runs["snakemake"]
+    check_complete(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["overlays"] == ["config/smoke.yaml"]  # the preset DVC recorded
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    train = lock["stages"]["train@mnist-gae-L1-z50"]
+    assert train["params"]["params.yaml"]["overlays"] == ["config/smoke.yaml"]
+
+
+def test_dvc_repro_smoke_builds_the_same_artifacts(smoke_runs: dict[str, Path]) -> None:
+    check_complete(smoke_runs["dvc"])
+    assert_same(metrics(smoke_runs["dvc"]), metrics(smoke_runs["snakemake"]))
+
+
+def assert_same(a: object, b: object, where: str = "") -> None:
+    """Equal JSON, numbers up to float rounding (BLAS may sum in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), (where, a, b)
+    else:
+        assert a == b, (where, a, b)
