@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gae.config import model_settings, run_dir, run_spec
+from gae.config import model_settings, parse_run_name, run_dir, run_spec
 from gae.errors import GaeError, TrainingError
 from gae.io import atomic_torch_save, atomic_write_text
 from gae.models import GenerativeModel, architecture_from_config, build_model, save_model
@@ -159,7 +159,7 @@ class _Objective:
             raise GaeError(
                 f"run {run}: e_step 'posterior' is always leave-one-out (with its own component "
                 f"in the prior an image pays at most log n for any code, and the encoder "
-                f"collapses); set leave_one_out: true for model '{run}'s variant"
+                f"collapses); set models.{parse_run_name(run).model}.leave_one_out: true"
             )
         if self.candidates == "knn":
             self.k = int(settings.get("n_candidates", 10))

@@ -95,3 +95,12 @@ def test_posterior_objective_gradient_flows_to_encoder_and_decoder(lambda_sigma)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_posterior_e_step_without_leave_one_out_is_refused_with_the_key():
+    from gae.errors import GaeError
+    from gae.training import _Objective
+
+    settings = {"kind": "gae", "e_step": "posterior", "leave_one_out": False}
+    with pytest.raises(GaeError, match=r"models\.gae\.leave_one_out: true"):
+        _Objective("gae", settings, n_train=100, run="bmnist-gae-L1-z50")
