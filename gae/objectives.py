@@ -89,6 +89,41 @@ def candidate_log_weights(
     return log_w.repeat_interleave(n_z, dim=1) - math.log(n_z)
 
 
+def _em_step(
+    log_w: torch.Tensor,
+    loglik: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    lambda_mu: float,
+    lambda_sigma: float,
+) -> tuple[ObjectiveTerms, torch.Tensor]:
+    """E-step responsibilities over the candidate columns and the M-step surrogate.
+
+    est_i = logsumexp_c(log w_ic + log p(x_i|z_c)); resp = softmax (detached). The surrogate
+    sum_c resp_ic log p(x_i|z_c) plus the constant E_resp[log w] + H(resp) EQUALS est_i at this
+    point and has its gradient; -inf weights (leave-one-out) carry zero responsibility.
+    """
+    scores = log_w + loglik
+    estimate = torch.logsumexp(scores, dim=1)  # (B,)
+    resp = torch.softmax(scores, dim=1).detach()
+    finite = torch.isfinite(log_w)
+    expected_loglik = (resp * torch.where(finite, loglik, torch.zeros_like(loglik))).sum(dim=1)
+    log_w_finite = torch.where(finite, log_w, torch.zeros_like(log_w))
+    constant = (resp * log_w_finite).sum(dim=1) - torch.special.xlogy(resp, resp).sum(dim=1)
+    r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
+    penalty = r_mu + r_sigma
+    terms = ObjectiveTerms(
+        surrogate=expected_loglik + constant - penalty,
+        objective=estimate.detach() - penalty.detach(),
+        parts={
+            "loglik_term": estimate.detach(),
+            "r_mu": r_mu.detach(),
+            "r_sigma": r_sigma.detach(),
+        },
+    )
+    return terms, resp
+
+
 def gae_objective(
     model: GenerativeModel,
     x: torch.Tensor,
@@ -106,28 +141,11 @@ def gae_objective(
     log_w = candidate_log_weights(
         x.shape[0], n_train, n_z, leave_one_out, device=x.device, dtype=loglik.dtype
     )
-    scores = log_w + loglik
-    estimate = torch.logsumexp(scores, dim=1)  # (B,)
-    resp = torch.softmax(scores, dim=1).detach()  # E-step
-    # -inf weights (leave-one-out) have zero responsibility; avoid 0 * finite only
-    expected_loglik = (resp * loglik).sum(dim=1)
-    # adding the (constant) entropy of resp and E[log w] makes the surrogate EQUAL est at this
-    # point; they carry no gradient, so it is still the M-step objective
-    log_w_finite = torch.where(torch.isfinite(log_w), log_w, torch.zeros_like(log_w))
-    constant = (resp * log_w_finite).sum(dim=1) - torch.special.xlogy(resp, resp).sum(dim=1)
-    r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
-    penalty = r_mu + r_sigma
-    self_resp = resp.reshape(x.shape[0], x.shape[0], n_z).sum(dim=2).diagonal()
-    return ObjectiveTerms(
-        surrogate=expected_loglik + constant - penalty,
-        objective=estimate.detach() - penalty.detach(),
-        parts={
-            "loglik_term": estimate.detach(),
-            "r_mu": r_mu.detach(),
-            "r_sigma": r_sigma.detach(),
-            "self_responsibility": self_resp,
-        },
+    terms, resp = _em_step(log_w, loglik, mu, logvar, lambda_mu, lambda_sigma)
+    terms.parts["self_responsibility"] = (
+        resp.reshape(x.shape[0], x.shape[0], n_z).sum(dim=2).diagonal()
     )
+    return terms
 
 
 @torch.no_grad()
@@ -197,27 +215,10 @@ def gae_knn_objective(
     log_w = torch.cat([log_w, log_w_nb], dim=1)
     loglik = torch.cat([batch_loglik, nb_loglik], dim=1)
 
-    scores = log_w + loglik
-    estimate = torch.logsumexp(scores, dim=1)
-    resp = torch.softmax(scores, dim=1).detach()
-    finite = torch.isfinite(log_w)
-    expected_loglik = (resp * torch.where(finite, loglik, torch.zeros_like(loglik))).sum(dim=1)
-    log_w_finite = torch.where(finite, log_w, torch.zeros_like(log_w))
-    constant = (resp * log_w_finite).sum(dim=1) - torch.special.xlogy(resp, resp).sum(dim=1)
-    r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
-    penalty = r_mu + r_sigma
-    self_resp = resp[:, : b * n_z].reshape(b, b, n_z).sum(dim=2).diagonal()
-    return ObjectiveTerms(
-        surrogate=expected_loglik + constant - penalty,
-        objective=estimate.detach() - penalty.detach(),
-        parts={
-            "loglik_term": estimate.detach(),
-            "r_mu": r_mu.detach(),
-            "r_sigma": r_sigma.detach(),
-            "self_responsibility": self_resp,
-            "neighbour_responsibility": resp[:, b * n_z :].sum(dim=1),
-        },
-    )
+    terms, resp = _em_step(log_w, loglik, mu, logvar, lambda_mu, lambda_sigma)
+    terms.parts["self_responsibility"] = resp[:, : b * n_z].reshape(b, b, n_z).sum(dim=2).diagonal()
+    terms.parts["neighbour_responsibility"] = resp[:, b * n_z :].sum(dim=1)
+    return terms
 
 
 def batch_exemplar_log_prior(
@@ -247,9 +248,9 @@ def neighbour_exemplar_log_prior(
     since the omitted terms are positive. Small tensors only (B x S x k x d).
     """
     diff = z[:, :, None, :] - means[:, None, :, :]
-    log_comp = -0.5 * (
-        diff * diff * torch.exp(-logvars)[:, None] + logvars[:, None] + LOG_2PI
-    ).sum(dim=-1)
+    log_comp = -0.5 * (diff * diff * torch.exp(-logvars)[:, None] + logvars[:, None] + LOG_2PI).sum(
+        dim=-1
+    )
     return torch.logsumexp(log_comp, dim=2) - math.log(n_train - 1)
 
 
