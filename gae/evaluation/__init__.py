@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from gae.errors import GaeError
+from gae.training import resolve_device
 
-
-def resolve_device(cfg: dict[str, Any]) -> torch.device:
-    """``device: auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
-    wanted = cfg.get("device", "auto")
-    if wanted == "cpu":
-        return torch.device("cpu")
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise GaeError("params.yaml: 'device: cuda' but no CUDA device is available; use auto/cpu")
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+__all__ = ["mean_sem", "require_file", "resolve_device", "take_first"]
 
 
 def mean_sem(values: np.ndarray | torch.Tensor) -> tuple[float, float]:
