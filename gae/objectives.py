@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from gae.models import GenerativeModel
-from gae.ops import LOG_2PI, pairwise_diag_gaussian_logpdf
+from gae.ops import pairwise_diag_gaussian_logpdf, subset_mixture_logpdf
 
 
 @dataclass
@@ -245,13 +245,9 @@ def neighbour_exemplar_log_prior(
 
     z (B, S, d); means/logvars (B, k, d) are the cached encodings of row i's k nearest OTHER
     training images: log (1/(n-1)) sum_{j in N_i} q(z|x_j) <= log (1/(n-1)) sum_{j != i} q(z|x_j),
-    since the omitted terms are positive. Small tensors only (B x S x k x d).
+    since the omitted terms are positive (``gae.ops.subset_mixture_logpdf``).
     """
-    diff = z[:, :, None, :] - means[:, None, :, :]
-    log_comp = -0.5 * (diff * diff * torch.exp(-logvars)[:, None] + logvars[:, None] + LOG_2PI).sum(
-        dim=-1
-    )
-    return torch.logsumexp(log_comp, dim=2) - math.log(n_train - 1)
+    return subset_mixture_logpdf(z, means, logvars, n_train - 1)
 
 
 def gae_posterior_objective(

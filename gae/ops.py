@@ -25,15 +25,19 @@ EXP_FLOOR = -80.0
 def pairwise_diag_gaussian_logpdf(
     x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
 ) -> torch.Tensor:
-    """``out[i, j] = log N(x_i; mean_j, diag(exp(logvar_j)))``; x (n, d), mean/logvar (m, d)."""
-    precision = torch.exp(-logvar)  # (m, d)
+    """``out[..., i, j] = log N(x_i; mean_j, diag(exp(logvar_j)))``.
+
+    x (..., n, d), mean/logvar (..., m, d) -> (..., n, m); leading dimensions broadcast, so a
+    batch of images can each meet its own set of components (batched matrix products).
+    """
+    precision = torch.exp(-logvar)  # (..., m, d)
     quad = (
-        (x * x) @ precision.T
-        - 2.0 * (x @ (mean * precision).T)
-        + (mean * mean * precision).sum(dim=1)
+        (x * x) @ precision.mT
+        - 2.0 * (x @ (mean * precision).mT)
+        + (mean * mean * precision).sum(dim=-1)[..., None, :]
     )
-    log_norm = -0.5 * (logvar.sum(dim=1) + x.shape[1] * LOG_2PI)  # (m,)
-    return log_norm - 0.5 * quad.clamp_min(0.0)
+    log_norm = -0.5 * (logvar.sum(dim=-1) + x.shape[-1] * LOG_2PI)  # (..., m)
+    return log_norm[..., None, :] - 0.5 * quad.clamp_min(0.0)
 
 
 def pairwise_isotropic_gaussian_logpdf(
@@ -109,6 +113,20 @@ def mixture_logpdf(
         return pairwise_diag_gaussian_logpdf(x, means[start:stop], logvars[start:stop])
 
     return streaming_logsumexp(block, m, chunk_size) - math.log(m)
+
+
+def subset_mixture_logpdf(
+    z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, n_total: int
+) -> torch.Tensor:
+    """``log (1/n_total) sum_{j in subset_b} N(z_bs; means_bj, diag exp(logvars_bj))``, (B, S).
+
+    z (B, S, d); means/logvars (B, k, d): each row b meets its own k components out of a
+    mixture of ``n_total`` equal-weight ones. The omitted components are positive terms, so this
+    is a LOWER bound on the full mixture's log-density, exact when the subset is all of it.
+    """
+    return torch.logsumexp(pairwise_diag_gaussian_logpdf(z, means, logvars), dim=-1) - math.log(
+        n_total
+    )
 
 
 def chunked_rows(

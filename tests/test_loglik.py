@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -164,6 +165,51 @@ def test_far_away_images_stay_finite():
         torch.testing.assert_close(est.log_px, ref.log_px, rtol=1e-5, atol=0)
 
 
+def test_truncated_prior_is_a_lower_bound_that_becomes_exact():
+    """prior_components = K: same noise as the exact estimator, so per image the estimate can
+    only be lower (omitted mixture terms are positive), equals it at K = n, and closes the gap
+    as K grows. In float64, so that rounding (not the bound) cannot decide the comparisons."""
+    model = linear_model(exemplar_prior()).double()
+    x = draw_data(model, 40).double()
+    exact = importance_log_likelihood(model, x, 64, chunk_size=50, seed=5)
+    previous_gap = None
+    for k in (1, 3, 10, N_COMPONENTS - 1):
+        bound = importance_log_likelihood(model, x, 64, chunk_size=50, seed=5, prior_components=k)
+        gap = exact.log_px - bound.log_px
+        assert (gap >= -1e-9).all(), f"K={k}: the truncated estimate exceeded the exact one"
+        if previous_gap is not None:
+            assert (gap <= previous_gap + 1e-9).all()
+        previous_gap = gap
+    for k in (N_COMPONENTS, N_COMPONENTS + 7):  # K >= n is the exact prior
+        same = importance_log_likelihood(model, x, 64, chunk_size=50, seed=5, prior_components=k)
+        torch.testing.assert_close(same.log_px, exact.log_px, rtol=0, atol=0)
+    # a single component loses a measurable amount on this well-spread mixture
+    one = importance_log_likelihood(model, x, 64, chunk_size=50, seed=5, prior_components=1)
+    assert float((exact.log_px - one.log_px).mean()) > 0.05
+
+
+def test_truncated_prior_matches_exact_when_neighbours_hold_the_mass():
+    """Two far-apart clusters: the 12 nearest components of an image hold all of p(z) near it."""
+    g = torch.Generator().manual_seed(3)
+    means = torch.cat(
+        [torch.randn(12, 2, generator=g) - 20.0, torch.randn(12, 2, generator=g) + 20.0]
+    )
+    prior = ExemplarMixturePrior(means, torch.full_like(means, math.log(0.3)))
+    model = linear_model(prior)
+    x = draw_data(model, 30)
+    exact = importance_log_likelihood(model, x, 32, chunk_size=64, seed=1)
+    bound = importance_log_likelihood(model, x, 32, chunk_size=64, seed=1, prior_components=12)
+    assert_within_mc_error(bound, exact_logpdf(model, x))
+    torch.testing.assert_close(bound.log_px, exact.log_px, rtol=0, atol=1e-6)
+
+
+def test_truncation_applies_to_mixture_priors_only():
+    model = linear_model(StandardNormalPrior(LATENT))
+    x = draw_data(model, 4)
+    with pytest.raises(ValueError, match="prior_components.*exemplar-mixture prior only"):
+        importance_log_likelihood(model, x, 8, prior_components=3)
+
+
 RUN = "bmnist-gae-L1-z50"
 
 
@@ -193,3 +239,13 @@ def test_loglik_run_writes_json(prepared_cfg_tmp):
     ref = importance_log_likelihood(model.eval(), x, 16, chunk_size=40, seed=cfg["seed"])
     assert imp["mean"] == pytest.approx(float(ref.log_px.mean()), rel=1e-6)
     assert imp["mean"] < 0 and pri["mean"] < 0 and imp["sem"] > 0
+    assert imp["prior_components"] is None and "exact" in imp["log_prior"]
+    with np.load(run_dir(cfg, RUN) / "loglik_images.npz") as per_image:
+        assert per_image["importance_log_px"].shape == (30,)
+        np.testing.assert_allclose(per_image["importance_log_px"], ref.log_px.numpy(), rtol=1e-6)
+        assert float(per_image["prior_log_px"].mean()) == pytest.approx(pri["mean"], rel=1e-12)
+
+    cfg["evaluation"]["loglik"]["prior_components"] = 20  # of 200 training encodings
+    bound = json.loads(loglik_run(cfg, RUN).read_text())["estimators"]["importance"]
+    assert bound["prior_components"] == 20 and "LOWER BOUND" in bound["log_prior"]
+    assert bound["mean"] <= imp["mean"]

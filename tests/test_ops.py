@@ -11,6 +11,7 @@ from gae.ops import (
     pairwise_diag_gaussian_logpdf,
     pairwise_isotropic_gaussian_logpdf,
     streaming_logsumexp,
+    subset_mixture_logpdf,
 )
 from tests.closed_form import brute_force_mixture_logpdf
 
@@ -26,6 +27,34 @@ def test_pairwise_diag_matches_broadcasting():
     logvar = 0.5 * torch.randn(13, 6, generator=gen, dtype=torch.float64)
     expected = _brute_pairwise(x, mean, torch.exp(0.5 * logvar))
     torch.testing.assert_close(pairwise_diag_gaussian_logpdf(x, mean, logvar), expected)
+
+
+def test_pairwise_diag_batched_rows_meet_their_own_components():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 4, 6, generator=gen, dtype=torch.float64)
+    mean = torch.randn(3, 7, 6, generator=gen, dtype=torch.float64)
+    logvar = 0.5 * torch.randn(3, 7, 6, generator=gen, dtype=torch.float64)
+    out = pairwise_diag_gaussian_logpdf(x, mean, logvar)
+    assert out.shape == (3, 4, 7)
+    for b in range(3):
+        expected = _brute_pairwise(x[b], mean[b], torch.exp(0.5 * logvar[b]))
+        torch.testing.assert_close(out[b], expected)
+
+
+def test_subset_mixture_is_exact_on_all_components_and_a_lower_bound_otherwise():
+    gen = torch.Generator().manual_seed(6)
+    means = torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    logvars = 0.3 * torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    z = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)
+    full = mixture_logpdf(z.reshape(-1, 3), means, logvars).reshape(2, 5)
+    every = torch.arange(20).expand(2, 20)
+    torch.testing.assert_close(subset_mixture_logpdf(z, means[every], logvars[every], 20), full)
+    some = torch.stack([torch.arange(0, 20, 2), torch.arange(1, 20, 2)])  # (2, 10)
+    partial = subset_mixture_logpdf(z, means[some], logvars[some], 20)
+    assert (partial < full).all()
+    # the two halves together make the whole mixture: p = p_even + p_odd
+    other = subset_mixture_logpdf(z, means[some.flip(0)], logvars[some.flip(0)], 20)
+    torch.testing.assert_close(torch.logaddexp(partial, other), full)
 
 
 def test_pairwise_isotropic_matches_broadcasting():

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gae.config import load_config, parse_run_name, prepared_path, run_dir
@@ -47,6 +48,19 @@ def loglik_values(run: str) -> tuple[float, float]:
     return -(offset + spec.depth + 0.125), -(offset + spec.depth + 50.375)
 
 
+N_IMAGES = 100
+COMMON = np.linspace(-30.0, 30.0, N_IMAGES)  # image difficulty, shared by every run
+
+
+def per_image_values(run: str) -> np.ndarray:
+    """Per-image log p(x) whose mean is the run's loglik.json mean: shared image difficulty plus
+    a small run-specific part, as for real runs scored on the same test images."""
+    spec = parse_run_name(run)
+    seed = {"vae": 0, "gae": 1, "gae-slides": 2}[spec.model] * 10 + spec.depth
+    own = 0.1 * np.random.default_rng(seed).standard_normal(N_IMAGES)
+    return loglik_values(run)[0] + COMMON + own - own.mean()
+
+
 def write_metric_artifacts(cfg: dict[str, Any]) -> None:
     """parzen.json, loglik.json and data/prepared/{dataset}.json as the spec defines them."""
     for run in cfg["evaluate"]["parzen"]:
@@ -66,6 +80,12 @@ def write_metric_artifacts(cfg: dict[str, Any]) -> None:
                 },
                 "n_test": 10000,
             },
+        )
+        values = per_image_values(run)
+        np.savez(
+            run_dir(cfg, run) / "loglik_images.npz",
+            importance_log_px=values,
+            prior_log_px=values - 50.0,
         )
     variants = {
         "mnist": "MNIST grey levels k/255",
@@ -120,6 +140,18 @@ def test_tables_put_slides_published_and_our_numbers_side_by_side(tmp_path: Path
         assert float(row["importance_sem"]) == 0.5 and float(row["prior_sem"]) == 1.5
         assert float(row["slides"]) == SLIDES_TABLE2[(row["kind"], int(row["depth"]))]
     assert {r["model"] for r in rows2} == {"gae", "gae-slides", "vae"}
+    # paired with the VAE of the same depth, image by image: the shared difficulty cancels
+    for row in rows2:
+        if row["kind"] == "vae":
+            assert row["paired_difference"] == ""
+            continue
+        vae = f"bmnist-vae-L{row['depth']}-z50"
+        assert row["paired_vae_run"] == vae
+        diff = per_image_values(row["run"]) - per_image_values(vae)
+        assert float(row["paired_difference"]) == pytest.approx(diff.mean(), abs=1e-9)
+        sem = diff.std(ddof=1) / np.sqrt(N_IMAGES)
+        assert float(row["paired_difference_sem"]) == pytest.approx(sem, rel=1e-9)
+        assert sem < 0.05 < COMMON.std() / np.sqrt(N_IMAGES)
 
     md1 = (tmp_path / "results/tables/table1_parzen.md").read_text()
     assert "456.71" in md1 and "2815.76" in md1 and "300.331" in md1
@@ -138,6 +170,7 @@ def test_table_inputs_list_every_file_read(tmp_path: Path) -> None:
     cfg = synthetic_cfg(tmp_path)
     inputs = {str(p) for p in table_inputs(cfg)}
     assert str(run_dir(cfg, "bmnist-vae-L4-z50") / "loglik.json") in inputs
+    assert str(run_dir(cfg, "bmnist-gae-L2-z50") / "loglik_images.npz") in inputs
     assert str(run_dir(cfg, "frey-gae-L2-z50") / "parzen.json") in inputs
     assert str(prepared_path(cfg, "bmnist", "json")) in inputs
 
@@ -161,3 +194,17 @@ def test_subset_presets_are_stated_in_the_footnotes(tmp_path: Path) -> None:
     make_tables(cfg)
     md = (tmp_path / "results/tables/table1_parzen.md").read_text()
     assert "this preset uses only the first 500/200/200 rows of train/valid/test" in md
+
+
+def test_runs_on_different_test_images_are_not_paired(tmp_path: Path) -> None:
+    cfg = synthetic_cfg(tmp_path)
+    write_metric_artifacts(cfg)
+    np.savez(
+        run_dir(cfg, "bmnist-vae-L1-z50") / "loglik_images.npz",
+        importance_log_px=np.zeros(7),
+        prior_log_px=np.zeros(7),
+    )
+    make_tables(cfg)
+    rows = {r["run"]: r for r in read_csv(tmp_path / "results/tables/table2_loglik.csv")}
+    assert rows["bmnist-gae-L1-z50"]["paired_difference"] == "nan"
+    assert rows["bmnist-gae-L2-z50"]["paired_difference"] != "nan"

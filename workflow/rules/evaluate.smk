@@ -31,6 +31,7 @@ rule loglik:
         code=CODE["evaluation"],
     output:
         metrics=run_file("loglik.json"),
+        images=run_file("loglik_images.npz"),
     params:
         settings=settings("seed", "evaluation.loglik", "evaluation.batch_size"),
         gae_args=GAE_ARGS,
