@@ -1,0 +1,298 @@
+"""Figures and tables of the CPU-preset study (docs/gae-study.md) from the runs' own files.
+
+Reads results/study-cpu/seed*/runs/{run}/{loglik.json,loglik_images.npz,train_log.csv}, the
+preset's results/runs (gae-slides runs, exact-prior loglik for the lower-bound gap) and writes
+docs/study/figures/cpu_*.png plus docs/study/cpu-study-tables.md. Run by
+`bash docs/study/run_cpu_study.sh plots` after its train/gap/eval steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = ROOT / "results" / "study-cpu"
+PRESET = ROOT / os.environ.get("PRESET_RESULTS", "results")
+OUT = Path(__file__).resolve().parent / "figures"
+SLIDES = {
+    ("vae", 1): -107.18,
+    ("vae", 2): -96.94,
+    ("vae", 3): -97.62,
+    ("vae", 4): -102.97,
+    ("gae", 1): -97.66,
+    ("gae", 2): -96.91,
+    ("gae", 3): -95.76,
+    ("gae", 4): -94.66,
+}
+DEPTHS = (1, 2, 3, 4)
+
+
+def run_name(model: str, depth: int) -> str:
+    return f"bmnist-{model}-L{depth}-z50"
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def per_image(seed_dir: Path, run: str) -> np.ndarray | None:
+    path = seed_dir / "runs" / run / "loglik_images.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["importance_log_px"].astype(np.float64)
+
+
+def sem(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / np.sqrt(values.size))
+
+
+def collect() -> pd.DataFrame:
+    """One row per (seed, model, depth) with the S = 1,000 estimate and the paired difference."""
+    rows = []
+    for seed_dir in sorted(STUDY.glob("seed*")):
+        seed = int(seed_dir.name[4:])
+        for depth in DEPTHS:
+            vae = per_image(seed_dir, run_name("vae", depth))
+            for model in ("gae", "vae"):
+                run = run_name(model, depth)
+                values = per_image(seed_dir, run)
+                if values is None:
+                    continue
+                meta = read_json(seed_dir / "runs" / run / "loglik.json")
+                imp = meta["estimators"]["importance"]
+                log = pd.read_csv(seed_dir / "runs" / run / "train_log.csv")
+                row = {
+                    "seed": seed,
+                    "model": model,
+                    "depth": depth,
+                    "mean": values.mean(),
+                    "sem": sem(values),
+                    "n_test": values.size,
+                    "S": imp["n_importance"],
+                    "prior_components": imp.get("prior_components"),
+                    "best_valid": log["valid_objective"].max(),
+                    "epochs": int(log["epoch"].max()),
+                    "s_per_epoch": log["seconds"].median(),
+                }
+                if model == "gae" and vae is not None and vae.shape == values.shape:
+                    diff = values - vae
+                    row.update(diff=diff.mean(), diff_sem=sem(diff))
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gap_table() -> pd.DataFrame:
+    rows = []
+    for depth in DEPTHS:
+        run = run_name("gae", depth)
+        bound = STUDY / "gap" / "runs" / run / "loglik.json"
+        exact = PRESET / "runs" / run / "loglik.json"
+        if bound.is_file() and exact.is_file():
+            b, e = (read_json(p)["estimators"]["importance"] for p in (bound, exact))
+            rows.append(
+                {
+                    "depth": depth,
+                    "exact": e["mean"],
+                    "bound": b["mean"],
+                    "gap": e["mean"] - b["mean"],
+                    "K": b.get("prior_components"),
+                    "S": e["n_importance"],
+                    "n_test": read_json(exact)["n_test"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def plot_loglik(df: pd.DataFrame) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for model, colour in (("gae", "C0"), ("vae", "C1")):
+        part = df[df.model == model]
+        ax.scatter(
+            part.depth + (-0.08 if model == "gae" else 0.08),
+            part["mean"],
+            color=colour,
+            label=f"{model.upper()} (ours, each seed)",
+            zorder=3,
+        )
+        means = part.groupby("depth")["mean"].mean()
+        ax.plot(means.index, means.values, color=colour, alpha=0.6)
+        ax.plot(
+            DEPTHS,
+            [SLIDES[(model, d)] for d in DEPTHS],
+            color=colour,
+            ls="--",
+            marker="x",
+            label=f"{model.upper()} (slides)",
+        )
+    ax.set(
+        xlabel="encoder/decoder depth",
+        ylabel="test log p(x), nats (higher is better)",
+        xticks=DEPTHS,
+        title="Binarized MNIST, CPU preset (20 epochs)",
+    )
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    gae = df[(df.model == "gae") & df["diff"].notna()]
+    for seed, part in gae.groupby("seed"):
+        offset = {1234: -0.1, 2: 0.0, 3: 0.1}.get(seed, 0.0)
+        ax.errorbar(
+            part.depth + offset,
+            part["diff"],
+            yerr=2 * part.diff_sem,
+            fmt="o",
+            capsize=3,
+            label=f"seed {seed}",
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set(
+        xlabel="depth",
+        xticks=DEPTHS,
+        ylabel="GAE − VAE, nats (± 2 paired s.e.)",
+        title="Paired difference on the same test images",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "cpu_loglik_by_depth.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_training() -> None:
+    seed_dir = STUDY / "seed1234" / "runs"
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    palette = sns.color_palette("viridis", len(DEPTHS))
+    for i, depth in enumerate(DEPTHS):
+        for model, ls in (("gae", "-"), ("vae", "--")):
+            path = seed_dir / run_name(model, depth) / "train_log.csv"
+            if path.is_file():
+                log = pd.read_csv(path)
+                axes[0].plot(
+                    log.epoch,
+                    log.valid_objective,
+                    ls=ls,
+                    color=palette[i],
+                    label=f"{model.upper()} L{depth}",
+                )
+                axes[1].plot(log.epoch, log.seconds, ls=ls, color=palette[i])
+    axes[0].set(
+        xlabel="epoch",
+        ylabel="validation objective (ELBO), nats",
+        ylim=(-140, None),
+        title="Validation bound (solid GAE, dashed VAE)",
+    )
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].set(
+        xlabel="epoch",
+        ylabel="seconds per epoch (incl. validation)",
+        title="Epoch time, 2 jobs on 2 cores",
+    )
+    ax = axes[2]
+    for i, depth in enumerate(DEPTHS):
+        path = PRESET / "runs" / run_name("gae-slides", depth) / "train_log.csv"
+        if path.is_file():
+            log = pd.read_csv(path)
+            if "self_responsibility" in log:
+                ax.plot(
+                    log.epoch,
+                    log.self_responsibility,
+                    color=palette[i],
+                    label=f"gae-slides L{depth}",
+                )
+    ax.set(
+        xlabel="epoch",
+        ylabel="mean self-responsibility r_ii",
+        yscale="log",
+        title="Slides' Monte-Carlo EM: weight of x_i's own code",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "cpu_training.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_gae_internals() -> None:
+    seed_dir = STUDY / "seed1234" / "runs"
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    palette = sns.color_palette("viridis", len(DEPTHS))
+    for i, depth in enumerate(DEPTHS):
+        path = seed_dir / run_name("gae", depth) / "train_log.csv"
+        if not path.is_file():
+            continue
+        log = pd.read_csv(path)
+        for ax, column in zip(axes, ("log_prior", "entropy", "r_sigma"), strict=True):
+            if column in log:
+                ax.plot(log.epoch, log[column], color=palette[i], label=f"GAE L{depth}")
+    titles = (
+        "E log p_-i(z): leave-one-out 32-NN prior",
+        "entropy of q(z|x)",
+        "R's σ term (λ2 · penalty)",
+    )
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set(xlabel="epoch", title=title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "cpu_gae_internals.png", dpi=120)
+    plt.close(fig)
+
+
+def tables(df: pd.DataFrame, gap: pd.DataFrame) -> str:
+    lines = ["<!-- written by docs/study/plot_cpu_study.py -->", ""]
+    if not df.empty:
+        lines += [
+            "| depth | seed | GAE | VAE | GAE − VAE (paired) | diff / s.e. | s/epoch GAE / VAE |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for (depth, seed), part in df.groupby(["depth", "seed"]):
+            g = part[part.model == "gae"]
+            v = part[part.model == "vae"]
+            if g.empty or v.empty:
+                continue
+            g, v = g.iloc[0], v.iloc[0]
+            lines.append(
+                f"| {depth} | {seed} | {g['mean']:.2f} ± {g['sem']:.2f} | {v['mean']:.2f} ± "
+                f"{v['sem']:.2f} | {g['diff']:+.2f} ± {g['diff_sem']:.2f} | "
+                f"{g['diff'] / g['diff_sem']:+.1f} | {g['s_per_epoch']:.0f} / "
+                f"{v['s_per_epoch']:.0f} |"
+            )
+        sizes = df[["S", "n_test", "prior_components"]].drop_duplicates().to_dict("records")
+        lines += ["", f"Estimator settings: {sizes}.", ""]
+    if not gap.empty:
+        lines += [
+            "| depth | exact prior | K-nearest bound | gap (nats) | K | S | test images |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.depth} | {r.exact:.3f} | {r.bound:.3f} | {r.gap:.4f} | {r.K} | {r.S} | "
+            f"{r.n_test} |"
+            for r in gap.itertuples()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid")
+    df = collect()
+    gap = gap_table()
+    if not df.empty:
+        plot_loglik(df)
+    plot_training()
+    plot_gae_internals()
+    text = tables(df, gap)
+    (Path(__file__).resolve().parent / "cpu-study-tables.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

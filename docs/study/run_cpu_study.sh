@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The CPU-preset part of docs/gae-study.md, from the repository root, after `make run PRESET=cpu`:
+#   bash docs/study/run_cpu_study.sh train   # seeds 2 and 3 of GAE and VAE at depths 1-2
+#   bash docs/study/run_cpu_study.sh gap     # K-nearest lower bound vs the preset's exact prior
+#   bash docs/study/run_cpu_study.sh eval    # S = 1,000 on all 10,000 test images, every seed
+#   bash docs/study/run_cpu_study.sh plots   # docs/study/figures/*.png and the study tables
+# PRESET_RESULTS: where the preset's results/ are (default results); JOBS: parallel jobs (2).
+# Each job is one `gae` command on one thread with its log under results/study-cpu/logs/.
+set -euo pipefail
+GAE=${GAE:-.venv/bin/gae}
+PY=${PY:-.venv/bin/python}
+PRESET_RESULTS=${PRESET_RESULTS:-results}
+JOBS=${JOBS:-2}
+CPU=config/cpu.yaml
+STUDY=docs/study
+LOGS=results/study-cpu/logs
+SEED_RUNS=(bmnist-gae-L1-z50 bmnist-vae-L1-z50 bmnist-gae-L2-z50 bmnist-vae-L2-z50)
+ALL_RUNS=(bmnist-gae-L{1,2,3,4}-z50 bmnist-vae-L{1,2,3,4}-z50)
+mkdir -p "$LOGS"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GAE PRESET_RESULTS
+
+# parallel "name command..." lines, JOBS at a time; a failing job fails the step
+parallel_jobs() {
+  xargs -d '\n' -P "$JOBS" -I{} bash -c 'set -- {}; name=$1; shift; "$@" > "'"$LOGS"'/$name.log" 2>&1 || { echo "FAILED: $name (see '"$LOGS"'/$name.log)" >&2; exit 255; }'
+}
+
+link_preset_models() {  # seed 1234 = the preset's own models, evaluated in the study's tree
+  for run in "${ALL_RUNS[@]}"; do
+    mkdir -p "results/study-cpu/seed1234/runs/$run"
+    for f in model.pt train_log.csv; do
+      cp -f "$PRESET_RESULTS/runs/$run/$f" "results/study-cpu/seed1234/runs/$run/$f"
+    done
+  done
+}
+
+case "${1:-}" in
+  train)
+    for seed in 2 3; do for run in "${SEED_RUNS[@]}"; do
+      echo "train-$run-seed$seed $GAE train $run --config $CPU --config $STUDY/cpu-seed$seed.yaml"
+    done; done | parallel_jobs ;;
+  gap)
+    link_preset_models
+    for run in bmnist-gae-L{1,2,3,4}-z50; do
+      mkdir -p "results/study-cpu/gap/runs/$run"
+      cp -f "$PRESET_RESULTS/runs/$run/model.pt" "results/study-cpu/gap/runs/$run/model.pt"
+      echo "gap-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-gap.yaml"
+    done | parallel_jobs ;;
+  eval)
+    link_preset_models
+    { for run in "${ALL_RUNS[@]}"; do
+        echo "loglik-$run-seed1234 $GAE loglik $run --config $CPU --config $STUDY/cpu-seed1234.yaml --config $STUDY/cpu-s1000.yaml"
+      done
+      for seed in 2 3; do for run in "${SEED_RUNS[@]}"; do
+        echo "loglik-$run-seed$seed $GAE loglik $run --config $CPU --config $STUDY/cpu-seed$seed.yaml --config $STUDY/cpu-s1000.yaml"
+      done; done; } | parallel_jobs ;;
+  plots)
+    "$PY" "$STUDY/plot_cpu_study.py" ;;
+  *)
+    sed -n '2,8p' "$0"; exit 2 ;;
+esac
