@@ -169,9 +169,23 @@ def _setup_logging(log_file: str | None, verbose: bool) -> None:
     )
 
 
+# progress bars written to a log file (Snakemake, DVC, SLURM) update this rarely, in seconds
+LOG_FILE_PROGRESS_INTERVAL = "30"
+
+
+def _quiet_progress_when_logged() -> None:
+    """tqdm redraws every 0.1 s; into a log file that is thousands of lines per job. When stderr
+    is not a terminal, default tqdm's minimum interval (TQDM_MININTERVAL, which the user may
+    set) to 30 s: the log keeps a line with the rate and ETA twice a minute. tqdm reads the
+    variable when first imported, so this runs before any subcommand module is loaded."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", LOG_FILE_PROGRESS_INTERVAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log, args.verbose)
+    _quiet_progress_when_logged()
     handler, _ = SUBCOMMANDS[args.command]
     try:
         from gae.config import load_config
