@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,16 +20,25 @@ from gae.errors import GaeError
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
+def atomic_open(
+    path: str | os.PathLike,
+    mode: str = "wb",
+    before_rename: Callable[[Path], None] | None = None,
+    hint: str = "check that the folder exists and is writable",
+) -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
+
+    ``before_rename(tmp_path)`` may check the finished file (e.g. its checksum) and raise to
+    discard it; ``hint`` ends the error raised when the temporary file cannot be created.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise GaeError(
-            f"cannot write {path}: {exc.strerror or exc}; check that the folder "
-            f"{path.parent} exists and is writable"
+            f"cannot write {path}: cannot create a file in {path.parent} "
+            f"({exc.strerror or exc}); {hint}"
         ) from exc
     tmp = Path(tmp_name)
     try:
@@ -38,6 +47,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

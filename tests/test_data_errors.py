@@ -251,7 +251,7 @@ def test_unwritable_raw_folder(tmp_path, capsys, data_mirror):
         data_dir=tmp_path / "blocker" / "data",
     )
     line = _error_line(err)
-    assert rc == 1 and "cannot write in" in line and "blocker/data/raw/frey" in line
+    assert rc == 1 and "cannot create a file in" in line and "blocker/data/raw/frey" in line
     assert "paths.data" in line
 
 

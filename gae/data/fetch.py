@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -25,7 +24,7 @@ from typing import IO
 from tqdm import tqdm
 
 from gae.errors import DataError
-from gae.io import default_file_mode
+from gae.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -208,37 +207,27 @@ def _store(
     origin: str,
 ) -> Fetched:
     """Copy ``source`` to a temp file beside ``dest``, verify it, then rename it onto ``dest``."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise DataError(
-            f"cannot write in {dest.parent} ({exc.strerror or exc}); make it writable or set "
-            f"paths.data to a writable folder"
-        ) from exc
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, default_file_mode())
-        with (
-            os.fdopen(fd, "wb") as out,
-            tqdm(
-                total=size, unit="B", unit_scale=True, desc=spec.name, leave=False, disable=None
-            ) as bar,
-        ):
-            while chunk := source.read(CHUNK):
-                try:
-                    out.write(chunk)
-                except OSError as exc:  # a full disk is not a bad source: stop here
-                    raise DataError(
-                        f"cannot write {dest} ({exc.strerror or exc}); free disk space or set "
-                        f"paths.data to another folder"
-                    ) from exc
-                bar.update(len(chunk))
-        sha = verify(tmp, spec, expected)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    checked: list[str] = []
+    with (
+        atomic_open(
+            dest,
+            before_rename=lambda tmp: checked.append(verify(tmp, spec, expected)),
+            hint="make it writable or set paths.data to a writable folder",
+        ) as out,
+        tqdm(
+            total=size, unit="B", unit_scale=True, desc=spec.name, leave=False, disable=None
+        ) as bar,
+    ):
+        while chunk := source.read(CHUNK):
+            try:
+                out.write(chunk)
+            except OSError as exc:  # a full disk is not a bad source: stop here
+                raise DataError(
+                    f"cannot write {dest} ({exc.strerror or exc}); free disk space or set "
+                    f"paths.data to another folder"
+                ) from exc
+            bar.update(len(chunk))
+    sha = checked[0]
     log.info("%s: fetched from %s and verified (sha256 %s)", dest, origin, sha)
     return Fetched(dest, sha, origin, _how(spec, expected))
 
