@@ -155,11 +155,12 @@ def nearest_exemplars(means: torch.Tensor, k: int, chunk_size: int = 2048) -> to
     n = means.shape[0]
     if not 1 <= k <= n - 1:
         raise ValueError(f"need 1 <= k <= n - 1 nearest exemplars, got k={k}, n={n}")
-    sq = (means * means).sum(dim=1)
+    sq = (means * means).sum(dim=1)[None, :]
     out = []
     for start in range(0, n, chunk_size):
         rows = means[start : start + chunk_size]
-        dist = sq[start : start + chunk_size, None] - 2.0 * rows @ means.T + sq[None, :]
+        # |m_j|^2 - 2 r.m_j in one fused pass; the row's own |r|^2 cannot change its ranking
+        dist = torch.addmm(sq, rows, means.T, alpha=-2.0)
         own = torch.arange(start, start + rows.shape[0], device=means.device)
         dist[torch.arange(rows.shape[0], device=means.device), own] = math.inf
         out.append(torch.topk(dist, k, dim=1, largest=False).indices)
