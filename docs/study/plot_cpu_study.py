@@ -35,6 +35,7 @@ SLIDES = {
     ("gae", 4): -94.66,
 }
 DEPTHS = (1, 2, 3, 4)
+FIRST = 2000  # the seed repeats' test images (docs/study/cpu-first2000.yaml)
 
 
 def run_name(model: str, depth: int) -> str:
@@ -57,18 +58,21 @@ def sem(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / np.sqrt(values.size))
 
 
-def collect() -> pd.DataFrame:
-    """One row per (seed, model, depth) with the S = 1,000 estimate and the paired difference."""
+def collect(n_first: int | None = None) -> pd.DataFrame:
+    """One row per (seed, model, depth) with the S = 1,000 estimate and the paired difference,
+    over the first ``n_first`` test images (None: each run's own n_test)."""
     rows = []
     for seed_dir in sorted(STUDY.glob("seed*")):
         seed = int(seed_dir.name[4:])
         for depth in DEPTHS:
             vae = per_image(seed_dir, run_name("vae", depth))
+            vae = None if vae is None else vae[:n_first]
             for model in ("gae", "vae"):
                 run = run_name(model, depth)
                 values = per_image(seed_dir, run)
-                if values is None:
+                if values is None or (n_first is not None and values.size < n_first):
                     continue
+                values = values[:n_first]
                 meta = read_json(seed_dir / "runs" / run / "loglik.json")
                 imp = meta["estimators"]["importance"]
                 log = pd.read_csv(seed_dir / "runs" / run / "train_log.csv")
@@ -114,7 +118,7 @@ def gap_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_loglik(df: pd.DataFrame) -> None:
+def plot_loglik(df: pd.DataFrame, seeds: pd.DataFrame) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     for model, colour in (("gae", "C0"), ("vae", "C1")):
@@ -144,7 +148,7 @@ def plot_loglik(df: pd.DataFrame) -> None:
     )
     ax.legend(fontsize=8)
     ax = axes[1]
-    gae = df[(df.model == "gae") & df["diff"].notna()]
+    gae = seeds[(seeds.model == "gae") & seeds["diff"].notna()] if "diff" in seeds else seeds
     for seed, part in gae.groupby("seed"):
         offset = {1234: -0.1, 2: 0.0, 3: 0.1}.get(seed, 0.0)
         ax.errorbar(
@@ -283,13 +287,16 @@ def tables(df: pd.DataFrame, gap: pd.DataFrame) -> str:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid")
-    df = collect()
+    full = collect()
+    full = full[full.n_test == full.n_test.max()] if not full.empty else full
+    first = collect(n_first=FIRST)
     gap = gap_table()
-    if not df.empty:
-        plot_loglik(df)
+    if not full.empty:
+        plot_loglik(full, first)
     plot_training()
     plot_gae_internals()
-    text = tables(df, gap)
+    text = "## All test images\n\n" + tables(full, pd.DataFrame())
+    text += f"\n## First {FIRST} test images, every seed\n\n" + tables(first, gap)
     (Path(__file__).resolve().parent / "cpu-study-tables.md").write_text(text)
     print(text)
 
