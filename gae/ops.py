@@ -2,11 +2,13 @@
 
 These kernels serve the exemplar-mixture prior, the GAE E-step and the Parzen window alike.
 They never build an n x m x d tensor: the squared Mahalanobis distance between rows ``x_i`` and
-components ``(mu_j, var_j)`` expands into three matrix products,
+components ``(mu_j, var_j)`` expands into matrix products,
 
     sum_k (x_ik - mu_jk)^2 / var_jk
         = (x^2) @ (1/var)^T  -  2 x @ (mu/var)^T  +  sum_k mu_jk^2 / var_jk,
 
+stacked into ONE product of [x^2, x, 1] with [-1/(2 var), mu/var, log-normaliser - ...] that gives
+the log-density directly (one pass over the n x m output instead of five),
 and the log-sum-exp over components is accumulated chunk by chunk with a running maximum, so
 memory is O(n * chunk) whatever m is.
 """
@@ -31,13 +33,13 @@ def pairwise_diag_gaussian_logpdf(
     batch of images can each meet its own set of components (batched matrix products).
     """
     precision = torch.exp(-logvar)  # (..., m, d)
-    quad = (
-        (x * x) @ precision.mT
-        - 2.0 * (x @ (mean * precision).mT)
-        + (mean * mean * precision).sum(dim=-1)[..., None, :]
-    )
     log_norm = -0.5 * (logvar.sum(dim=-1) + x.shape[-1] * LOG_2PI)  # (..., m)
-    return log_norm[..., None, :] - 0.5 * quad.clamp_min(0.0)
+    # one matrix product yields the log-density: [x^2, x, 1] . [-p/2, mu p, log_norm - mu^2 p/2]
+    offset = log_norm - 0.5 * (mean * mean * precision).sum(dim=-1)
+    lhs = torch.cat([x * x, x, torch.ones_like(x[..., :1])], dim=-1)
+    rhs = torch.cat([-0.5 * precision, mean * precision, offset[..., None]], dim=-1)
+    # rounding may push a point at a component's mean a hair above its peak: cap at the peak
+    return torch.minimum(lhs @ rhs.mT, log_norm[..., None, :])
 
 
 def pairwise_isotropic_gaussian_logpdf(
