@@ -152,3 +152,13 @@ def test_parzen_run_writes_json(prepared_cfg_tmp):
         torch.from_numpy(data["x_test"][:150]), torch.from_numpy(samples), result["sigma"]
     )
     assert result["mean"] == pytest.approx(float(ref.mean()), abs=1e-2)
+
+
+def test_evaluation_sizes_are_upper_bounds_shared_by_all_data_sets() -> None:
+    """`parzen.n_valid: 1000` must work for Frey faces' 200 validation images (CPU preset)."""
+    from gae.evaluation import take_first
+
+    frey_valid = np.zeros((200, 3))
+    assert take_first(frey_valid, 1000, "validation").shape == (200, 3)
+    assert take_first(frey_valid, 50, "validation").shape == (50, 3)
+    assert take_first(frey_valid, None, "validation").shape == (200, 3)

@@ -7,6 +7,7 @@ run's files, call them, and write ``results/runs/{run}/*.json`` atomically.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 
 from gae.errors import GaeError
 from gae.training import resolve_device
+
+log = logging.getLogger(__name__)
 
 __all__ = ["mean_sem", "require_file", "resolve_device", "take_first"]
 
@@ -37,12 +40,14 @@ def require_file(path: Path, command: str) -> Path:
 
 
 def take_first(x: np.ndarray, n: int | None, what: str) -> np.ndarray:
-    """The first ``n`` rows (``None`` = all); asking for more rows than exist is an error."""
-    if n is None:
+    """The first ``n`` rows, or all of them when the split is smaller (``None`` = all).
+
+    Evaluation sizes are upper bounds shared by every data set: `parzen.n_valid: 1000` means
+    MNIST's first 1,000 validation images and all 200 of Frey faces'. The number actually used
+    is logged here and written by every estimator to its JSON (``n_valid``, ``n_test``, ...).
+    """
+    if n is None or n >= x.shape[0]:
+        if n is not None and n > x.shape[0]:
+            log.info("%d %s images asked for, %d prepared: using all", n, what, x.shape[0])
         return x
-    if n > x.shape[0]:
-        raise GaeError(
-            f"evaluation asks for {n} {what} images but only {x.shape[0]} are prepared; "
-            f"lower the setting or prepare the full split (data.subset)"
-        )
     return x[:n]
