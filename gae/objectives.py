@@ -259,6 +259,7 @@ def gae_posterior_objective(
     lambda_mu: float = 0.0,
     lambda_sigma: float = 0.0,
     generator: torch.Generator | None = None,
+    prior_weight: float = 1.0,
 ) -> ObjectiveTerms:
     """GAE by variational EM: the E-step over z uses the encoder's posterior q(z|x_i).
 
@@ -271,6 +272,9 @@ def gae_posterior_objective(
     itself). ``log_prior(z, mu, logvar)`` -> (B, S) supplies log p(z) (in-batch or nearest
     exemplars). The slides' E-step instead samples z from every candidate's q(z|x_j), a
     prior-sampling estimate whose variance grows with the spread of the exemplars.
+
+    ``prior_weight`` (beta, warm-up) scales the KL part E[log p(z) - log q(z|x_i)] of the
+    surrogate only; the logged objective is always the bound itself (beta = 1).
     """
     mu, logvar = model.encode(x)
     z = reparameterise(mu, logvar, n_z, generator)  # (B, S, d)
@@ -280,8 +284,9 @@ def gae_posterior_objective(
     elbo = (recon + log_p - log_q).mean(dim=1)
     r_mu, r_sigma = regulariser(mu, logvar, lambda_mu, lambda_sigma)
     penalty = r_mu + r_sigma
+    surrogate = elbo if prior_weight == 1.0 else (recon + prior_weight * (log_p - log_q)).mean(1)
     return ObjectiveTerms(
-        surrogate=elbo - penalty,
+        surrogate=surrogate - penalty,
         objective=(elbo - penalty).detach(),
         parts={
             "recon": recon.mean(dim=1).detach(),
@@ -299,16 +304,22 @@ def gaussian_kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch
 
 
 def vae_objective(
-    model: GenerativeModel, x: torch.Tensor, generator: torch.Generator | None = None
+    model: GenerativeModel,
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    prior_weight: float = 1.0,
 ) -> ObjectiveTerms:
-    """ELBO with N(0, I) prior: one reparameterised sample for the reconstruction, analytic KL."""
+    """ELBO with N(0, I) prior: one reparameterised sample for the reconstruction, analytic KL.
+
+    ``prior_weight`` (beta, KL warm-up) scales the KL in the surrogate only.
+    """
     mu, logvar = model.encode(x)
     z = reparameterise(mu, logvar, 1, generator)
     recon = model.decoder_log_prob(x, z).squeeze(1)
     kl = gaussian_kl_standard_normal(mu, logvar)
     elbo = recon - kl
     return ObjectiveTerms(
-        surrogate=elbo,
+        surrogate=elbo if prior_weight == 1.0 else recon - prior_weight * kl,
         objective=elbo.detach(),
         parts={"recon": recon.detach(), "kl": kl.detach()},
     )

@@ -146,6 +146,15 @@ class _Objective:
         self.candidates = settings.get("candidates", "batch") if kind == "gae" else None
         self.e_step = settings.get("e_step", "sampled") if kind == "gae" else None
         self.neighbours: torch.Tensor | None = None
+        # warm-up: the KL part of the bound is scaled by epoch / warmup_epochs until it is whole
+        self.warmup = int(settings.get("warmup_epochs", 0))
+        self.prior_weight = 1.0
+        if self.warmup and kind == "gae" and self.e_step != "posterior":
+            raise GaeError(
+                f"run {run}: warmup_epochs applies to the VAE and to the GAE's posterior E-step "
+                f"(its bound has a KL part to scale); set models."
+                f"{parse_run_name(run).model}.warmup_epochs: 0 or e_step: posterior"
+            )
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
         self.options: dict[str, Any] = {}
         if kind == "gae":
@@ -184,8 +193,9 @@ class _Objective:
             z, means[nb], logvars[nb], n_train
         )
 
-    def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor) -> None:
-        """knn: refresh every image's nearest exemplars by encoder mean (current weights)."""
+    def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor, epoch: int) -> None:
+        """Set the warm-up weight; knn: refresh every image's nearest exemplars by encoder mean."""
+        self.prior_weight = min(1.0, epoch / self.warmup) if self.warmup else 1.0
         if self.candidates == "knn":
             means, logvars = model.encode_all(x_train)
             self.neighbours = nearest_exemplars(means, self.k)
@@ -201,10 +211,15 @@ class _Objective:
     ) -> ObjectiveTerms:
         x = x_train[index]
         if self.kind == "vae":
-            return vae_objective(model, x, generator=generator)
+            return vae_objective(model, x, generator=generator, prior_weight=self.prior_weight)
         if self.e_step == "posterior":
             return gae_posterior_objective(
-                model, x, self._log_prior(index), generator=generator, **self._posterior_options
+                model,
+                x,
+                self._log_prior(index),
+                generator=generator,
+                prior_weight=self.prior_weight,
+                **self._posterior_options,
             )
         if self.candidates == "knn":
             nb = self.neighbours[index]  # (B, k)
@@ -327,12 +342,12 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     while state["epoch"] < epochs and not state["stopped"]:
         epoch = state["epoch"] + 1
         started = time.perf_counter()
-        objective.start_epoch(model, x_train)
+        objective.start_epoch(model, x_train, epoch)
         model.train()
         sums: dict[str, float] = {}
         perm = torch.randperm(n_train, generator=perm_gen).to(device)
         batches = _batches(perm, batch_size)
-        bar = tqdm(batches, desc=f"{run} epoch {epoch}/{epochs}", leave=False, mininterval=1.0)
+        bar = tqdm(batches, desc=f"{run} epoch {epoch}/{epochs}", leave=False)
         for step, index in enumerate(bar, start=1):
             terms = objective(model, x_train, index, noise_gen)
             loss = -terms.surrogate.mean()
@@ -364,6 +379,8 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
         row: dict[str, Any] = {"epoch": epoch, "train_objective": sums["train_objective"] / n_train}
         row["valid_objective"] = valid
         row["seconds"] = round(time.perf_counter() - started, 3)
+        if objective.warmup:
+            row["prior_weight"] = objective.prior_weight
         row.update({k: v / n_train for k, v in sums.items() if k != "train_objective"})
         state["log_rows"].append(row)
         if state["best"] is None or valid > state["best"]["valid"]:

@@ -258,3 +258,38 @@ def test_knn_candidates_train_and_log_neighbour_responsibility(tmp_path: Path) -
     cfg["models"]["gae-knn"]["n_candidates"] = 149
     with pytest.raises(GaeError, match="n_candidates"):
         training.train_run(cfg, run, restart=True)
+
+
+def test_warmup_scales_the_kl_part_and_logs_its_weight(tmp_path: Path) -> None:
+    """warmup_epochs = W: epoch e trains with beta = min(1, e / W) on the KL part of the bound;
+    the logged train objective stays the bound itself; the sampled E-step refuses warm-up."""
+    from gae.objectives import gae_posterior_objective, vae_objective
+
+    run = "bmnist-gae-wu-L1-z4"
+    warm = {"kind": "gae", "e_step": "posterior", "leave_one_out": True, "warmup_epochs": 4}
+    cfg = _synthetic_cfg(tmp_path, [run, "bmnist-vae-L1-z4"], models={"gae-wu": warm}, epochs=3)
+    rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
+    assert [float(r["prior_weight"]) for r in rows] == [0.25, 0.5, 0.75]
+
+    torch.manual_seed(0)
+    model = load_model(tmp_path / "results" / "runs" / run / "model.pt")
+    x = torch.rand(8, 64).round()
+    prior = training.batch_exemplar_log_prior
+
+    def terms(beta: float, fn=gae_posterior_objective):
+        gen = torch.Generator().manual_seed(3)
+        if fn is vae_objective:
+            return fn(model, x, generator=gen, prior_weight=beta)
+        return fn(model, x, prior, generator=gen, prior_weight=beta)
+
+    for fn in (gae_posterior_objective, vae_objective):
+        full, half = terms(1.0, fn), terms(0.5, fn)
+        torch.testing.assert_close(full.objective, half.objective)  # the logged bound
+        recon = full.parts["recon"]
+        kl_part = full.surrogate - recon  # GAE: log p - log q (no R here); VAE: -KL
+        torch.testing.assert_close(half.surrogate, recon + 0.5 * kl_part)
+
+    sampled = {"kind": "gae", "e_step": "sampled", "warmup_epochs": 2}
+    cfg["models"]["gae-wu"] = sampled
+    with pytest.raises(GaeError, match="warmup_epochs applies to the VAE"):
+        training.train_run(cfg, run, restart=True)
