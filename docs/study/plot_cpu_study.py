@@ -291,8 +291,8 @@ def main() -> None:
     full = full[full.n_test == full.n_test.max()] if not full.empty else full
     first = collect(n_first=FIRST)
     gap = gap_table()
-    if not full.empty:
-        plot_loglik(full, first)
+    if not first.empty:
+        plot_loglik(first, first)
     plot_training()
     plot_gae_internals()
     text = "## All test images\n\n" + tables(full, pd.DataFrame())

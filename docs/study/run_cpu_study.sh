@@ -2,8 +2,9 @@
 # The CPU-preset part of docs/gae-study.md, from the repository root, after `make run PRESET=cpu`:
 #   bash docs/study/run_cpu_study.sh train   # seeds 2 and 3 of GAE and VAE at depths 1-2
 #   bash docs/study/run_cpu_study.sh gap     # K-nearest lower bound vs the preset's exact prior
-#   bash docs/study/run_cpu_study.sh eval    # S = 1,000: seed 1234 on all 10,000 test images,
-#                                            # seeds 2-3 on the first 2,000
+#   bash docs/study/run_cpu_study.sh eval-preset  # S = 1,000 on the preset's own models (seed
+#                                            # 1234): depths 1-2 all 10,000 test images, 3-4 first 2,000
+#   bash docs/study/run_cpu_study.sh eval-seeds   # S = 1,000, seeds 2-3, first 2,000 test images
 #   bash docs/study/run_cpu_study.sh plots   # docs/study/figures/*.png and the study tables
 # PRESET_RESULTS: where the preset's results/ are (default results); JOBS: parallel jobs (2).
 # Each job is one `gae` command on one thread with its log under results/study-cpu/logs/.
@@ -46,16 +47,19 @@ case "${1:-}" in
       cp -f "$PRESET_RESULTS/runs/$run/model.pt" "results/study-cpu/gap/runs/$run/model.pt"
       echo "gap-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-gap.yaml"
     done | parallel_jobs ;;
-  eval)
+  eval-preset)  # seed 1234: depths 1-2 on all 10,000 test images, depths 3-4 on the first 2,000
     link_preset_models
-    { for run in "${ALL_RUNS[@]}"; do
-        echo "loglik-$run-seed1234 $GAE loglik $run --config $CPU --config $STUDY/cpu-seed1234.yaml --config $STUDY/cpu-s1000.yaml"
-      done
-      for seed in 2 3; do for run in "${SEED_RUNS[@]}"; do
-        echo "loglik-$run-seed$seed $GAE loglik $run --config $CPU --config $STUDY/cpu-seed$seed.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml"
-      done; done; } | parallel_jobs ;;
+    for depth in 1 2 3 4; do for model in gae vae; do
+      run=bmnist-$model-L$depth-z50
+      extra=""; [ "$depth" -ge 3 ] && extra="--config $STUDY/cpu-first2000.yaml"
+      echo "loglik-$run-seed1234 $GAE loglik $run --config $CPU --config $STUDY/cpu-seed1234.yaml --config $STUDY/cpu-s1000.yaml $extra"
+    done; done | parallel_jobs ;;
+  eval-seeds)  # seeds 2 and 3, depths 1-2, the first 2,000 test images
+    for seed in 2 3; do for run in "${SEED_RUNS[@]}"; do
+      echo "loglik-$run-seed$seed $GAE loglik $run --config $CPU --config $STUDY/cpu-seed$seed.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml"
+    done; done | parallel_jobs ;;
   plots)
     "$PY" "$STUDY/plot_cpu_study.py" ;;
   *)
-    sed -n '2,9p' "$0"; exit 2 ;;
+    sed -n '2,10p' "$0"; exit 2 ;;
 esac
