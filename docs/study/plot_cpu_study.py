@@ -284,6 +284,26 @@ def tables(df: pd.DataFrame, gap: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def depth4_table() -> str:
+    """Depth 4 at learning rate 3e-4 (docs/study/cpu-depth4-lr3e-4.yaml), GAE vs VAE, paired."""
+    base = STUDY / "depth4-lr3e-4"
+    values = {m: per_image(base, run_name(m, 4)) for m in ("gae", "vae")}
+    if any(v is None for v in values.values()):
+        return ""
+    gae, vae = values["gae"], values["vae"]
+    diff = gae - vae
+    logs = {m: pd.read_csv(base / "runs" / run_name(m, 4) / "train_log.csv") for m in values}
+    return (
+        "\n## Depth 4, learning rate 3e-4 (seed 1234)\n\n"
+        "| GAE | VAE | GAE − VAE (paired) | diff / s.e. | best valid GAE / VAE | test images |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| {gae.mean():.2f} ± {sem(gae):.2f} | {vae.mean():.2f} ± {sem(vae):.2f} | "
+        f"{diff.mean():+.2f} ± {sem(diff):.2f} | {diff.mean() / sem(diff):+.1f} | "
+        f"{logs['gae'].valid_objective.max():.2f} / {logs['vae'].valid_objective.max():.2f} | "
+        f"{gae.size} |\n"
+    )
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid")
@@ -297,6 +317,7 @@ def main() -> None:
     plot_gae_internals()
     text = "## All test images\n\n" + tables(full, pd.DataFrame())
     text += f"\n## First {FIRST} test images, every seed\n\n" + tables(first, gap)
+    text += depth4_table()
     (Path(__file__).resolve().parent / "cpu-study-tables.md").write_text(text)
     print(text)
 

@@ -5,6 +5,7 @@
 #   bash docs/study/run_cpu_study.sh eval-preset  # S = 1,000 on the preset's own models (seed
 #                                            # 1234): depths 1-2 all 10,000 test images, 3-4 first 2,000
 #   bash docs/study/run_cpu_study.sh eval-seeds   # S = 1,000, seeds 2-3, first 2,000 test images
+#   bash docs/study/run_cpu_study.sh depth4       # depth 4 at learning rate 3e-4, GAE and VAE
 #   bash docs/study/run_cpu_study.sh plots   # docs/study/figures/*.png and the study tables
 # PRESET_RESULTS: where the preset's results/ are (default results); JOBS: parallel jobs (2).
 # Each job is one `gae` command on one thread with its log under results/study-cpu/logs/.
@@ -58,8 +59,13 @@ case "${1:-}" in
     for seed in 2 3; do for run in "${SEED_RUNS[@]}"; do
       echo "loglik-$run-seed$seed $GAE loglik $run --config $CPU --config $STUDY/cpu-seed$seed.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml"
     done; done | parallel_jobs ;;
+  depth4)  # depth 4, GAE and VAE, learning rate 3e-4: train, then S = 1,000 on 2,000 test images
+    D4="--config $CPU --config $STUDY/cpu-depth4-lr3e-4.yaml"
+    for run in bmnist-gae-L4-z50 bmnist-vae-L4-z50; do
+      echo "depth4-$run bash -c '$GAE train $run $D4 && $GAE loglik $run $D4 --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml'"
+    done | parallel_jobs ;;
   plots)
     "$PY" "$STUDY/plot_cpu_study.py" ;;
   *)
-    sed -n '2,10p' "$0"; exit 2 ;;
+    sed -n '2,11p' "$0"; exit 2 ;;
 esac
