@@ -132,6 +132,16 @@ def plot_loglik(df: pd.DataFrame, seeds: pd.DataFrame) -> None:
         )
         means = part.groupby("depth")["mean"].mean()
         ax.plot(means.index, means.values, color=colour, alpha=0.6)
+        d4 = per_image(STUDY / "depth4-lr3e-4", run_name(model, 4))
+        if d4 is not None:
+            ax.scatter(
+                [4.0],
+                [d4[:FIRST].mean()],
+                color=colour,
+                marker="s",
+                zorder=3,
+                label=f"{model.upper()} depth 4, lr 3e-4",
+            )
         ax.plot(
             DEPTHS,
             [SLIDES[(model, d)] for d in DEPTHS],
@@ -140,11 +150,13 @@ def plot_loglik(df: pd.DataFrame, seeds: pd.DataFrame) -> None:
             marker="x",
             label=f"{model.upper()} (slides)",
         )
+    ax.text(3.55, -110.5, "depth 4, lr 1e-3: both\ncollapsed (≈ −201 to −206)", fontsize=7)
     ax.set(
         xlabel="encoder/decoder depth",
         ylabel="test log p(x), nats (higher is better)",
         xticks=DEPTHS,
-        title="Binarized MNIST, CPU preset (20 epochs)",
+        title=f"CPU preset (20 epochs), first {FIRST} test images",
+        ylim=(-112, -88),
     )
     ax.legend(fontsize=8)
     ax = axes[1]
@@ -164,7 +176,7 @@ def plot_loglik(df: pd.DataFrame, seeds: pd.DataFrame) -> None:
         xlabel="depth",
         xticks=DEPTHS,
         ylabel="GAE − VAE, nats (± 2 paired s.e.)",
-        title="Paired difference on the same test images",
+        title=f"Paired difference, first {FIRST} test images",
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
