@@ -267,7 +267,7 @@ def prior_log_likelihood(
 
 
 def loglik_run(cfg: dict[str, Any], run: str) -> Path:
-    """``gae loglik RUN``: results/runs/{run}/loglik.json."""
+    """``gae loglik RUN``: results/runs/{run}/loglik.json and its per-image loglik_images.npz."""
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
     from gae.io import atomic_save_npz, atomic_write_json
