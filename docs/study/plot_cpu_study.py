@@ -20,20 +20,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from gae.evaluation import mean_sem  # noqa: E402
+from gae.evaluation.loglik import PER_IMAGE_FILE  # noqa: E402
+from gae.tables import SLIDES_TABLE2  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "results" / "study-cpu"
 PRESET = ROOT / os.environ.get("PRESET_RESULTS", "results")
 OUT = Path(__file__).resolve().parent / "figures"
-SLIDES = {
-    ("vae", 1): -107.18,
-    ("vae", 2): -96.94,
-    ("vae", 3): -97.62,
-    ("vae", 4): -102.97,
-    ("gae", 1): -97.66,
-    ("gae", 2): -96.91,
-    ("gae", 3): -95.76,
-    ("gae", 4): -94.66,
-}
 DEPTHS = (1, 2, 3, 4)
 FIRST = 2000  # the seed repeats' test images (docs/study/cpu-first2000.yaml)
 
@@ -47,7 +41,7 @@ def read_json(path: Path) -> dict:
 
 
 def per_image(seed_dir: Path, run: str) -> np.ndarray | None:
-    path = seed_dir / "runs" / run / "loglik_images.npz"
+    path = seed_dir / "runs" / run / PER_IMAGE_FILE
     if not path.is_file():
         return None
     with np.load(path) as data:
@@ -55,7 +49,8 @@ def per_image(seed_dir: Path, run: str) -> np.ndarray | None:
 
 
 def sem(values: np.ndarray) -> float:
-    return float(values.std(ddof=1) / np.sqrt(values.size))
+    """Standard error over images (gae.evaluation.mean_sem, the tables' own statistic)."""
+    return mean_sem(values)[1]
 
 
 def collect(n_first: int | None = None) -> pd.DataFrame:
@@ -144,7 +139,7 @@ def plot_loglik(df: pd.DataFrame, seeds: pd.DataFrame) -> None:
             )
         ax.plot(
             DEPTHS,
-            [SLIDES[(model, d)] for d in DEPTHS],
+            [SLIDES_TABLE2[(model, d)] for d in DEPTHS],
             color=colour,
             ls="--",
             marker="x",
