@@ -87,16 +87,17 @@ def planned_outputs(root: Path, *args: str) -> set[str]:
     return {line.split("\t")[0] for line in lines[start + 1 :] if line.strip()}
 
 
-def dvc_outs(root: Path) -> dict[str, list[str]]:
-    """stage name -> its outs (outs, metrics, plots), resolved by DVC itself (foreach, ${...})."""
+def dvc_stage_paths(root: Path, kind: str) -> dict[str, list[str]]:
+    """stage name -> the paths of its ``kind`` ("outs": outs, metrics, plots; or "deps"),
+    resolved by DVC itself (foreach, ${...})."""
     code = (
-        "import json\nfrom dvc.repo import Repo\n"
+        "import json, sys\nfrom dvc.repo import Repo\n"
         "with Repo('.') as repo:\n"
-        "    print(json.dumps({s.addressing: [str(o.def_path) for o in s.outs]"
+        "    print(json.dumps({s.addressing: [str(o.def_path) for o in getattr(s, sys.argv[1])]"
         " for s in repo.index.stages}))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, kind],
         cwd=root,
         env=tool_env(),
         capture_output=True,
@@ -107,6 +108,10 @@ def dvc_outs(root: Path) -> dict[str, list[str]]:
     import json
 
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def dvc_outs(root: Path) -> dict[str, list[str]]:
+    return dvc_stage_paths(root, "outs")
 
 
 def covered(path: str, outs: set[str]) -> bool:
@@ -244,24 +249,10 @@ def test_both_tools_rerun_a_step_when_the_same_code_changes(workflow_copy: Path)
         snake_code.setdefault(rule, set()).update(
             p for p in inputs.split(", ") if p.startswith("gae/")
         )
-    code = (
-        "import json\nfrom dvc.repo import Repo\n"
-        "with Repo('.') as repo:\n"
-        "    print(json.dumps({s.addressing.split('@')[0]: [str(d.def_path) for d in s.deps]"
-        " for s in repo.index.stages}))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=workflow_copy,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    import json
-
-    dvc_deps = json.loads(out.strip().splitlines()[-1])
+    # foreach stages (name@item) share their code deps: one entry per stage name
+    dvc_deps = {
+        name.split("@")[0]: deps for name, deps in dvc_stage_paths(workflow_copy, "deps").items()
+    }
     snake_code.pop("all", None)
     assert set(snake_code) == set(dvc_deps)
     for rule, files in snake_code.items():
