@@ -110,10 +110,6 @@ def dvc_stage_paths(root: Path, kind: str) -> dict[str, list[str]]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def dvc_outs(root: Path) -> dict[str, list[str]]:
-    return dvc_stage_paths(root, "outs")
-
-
 def covered(path: str, outs: set[str]) -> bool:
     return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outs)
 
@@ -126,7 +122,7 @@ def workflow_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_snakemake_and_dvc_plan_the_same_artifacts(workflow_copy: Path) -> None:
     params = yaml.safe_load((workflow_copy / "params.yaml").read_text())
     snake = planned_outputs(workflow_copy)
-    stages = dvc_outs(workflow_copy)
+    stages = dvc_stage_paths(workflow_copy, "outs")
     dvc = {out for outs in stages.values() for out in outs}
 
     # the paper preset's DAG lists every run of params.yaml, and DVC has a stage for each
