@@ -42,7 +42,6 @@ case "${1:-}" in
       echo "train-$run-seed$seed $GAE train $run --config $CPU --config $STUDY/cpu-seed$seed.yaml"
     done; done | parallel_jobs ;;
   gap)
-    link_preset_models
     for run in bmnist-gae-L{1,2,3,4}-z50; do
       mkdir -p "results/study-cpu/gap/runs/$run"
       cp -f "$PRESET_RESULTS/runs/$run/model.pt" "results/study-cpu/gap/runs/$run/model.pt"
