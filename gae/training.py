@@ -172,6 +172,9 @@ class _Objective:
             )
         if self.candidates == "knn":
             self.k = int(settings.get("n_candidates", 10))
+            # the all-pairs search dominates a CPU epoch; the codes themselves are re-encoded
+            # every epoch, only the neighbour lists may be reused for a few epochs
+            self.refresh_every = int(settings.get("neighbour_refresh_epochs", 1))
             if not 1 <= self.k <= n_train - 2:
                 raise GaeError(
                     f"run {run}: models.*.n_candidates = {self.k} nearest exemplars needs "
@@ -194,11 +197,13 @@ class _Objective:
         )
 
     def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor, epoch: int) -> None:
-        """Set the warm-up weight; knn: refresh every image's nearest exemplars by encoder mean."""
+        """Set the warm-up weight; knn: re-encode the exemplars and, every ``refresh_every``
+        epochs (1, 1 + E, 1 + 2E, ...), search every image's nearest exemplars by encoder mean."""
         self.prior_weight = min(1.0, epoch / self.warmup) if self.warmup else 1.0
         if self.candidates == "knn":
             means, logvars = model.encode_all(x_train)
-            self.neighbours = nearest_exemplars(means, self.k)
+            if self.neighbours is None or (epoch - 1) % self.refresh_every == 0:
+                self.neighbours = nearest_exemplars(means, self.k)
             # posterior E-step: the prior's components for this epoch (the M-step of p(z))
             self.cached = (means, logvars)
 
@@ -264,6 +269,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     epochs = int(train_cfg.get("epochs", 300))
     batch_size = int(train_cfg.get("batch_size", 100))
     patience = int(train_cfg.get("patience", 30))
+    clip_norm = train_cfg.get("grad_clip_norm")
     if train_cfg.get("num_threads"):
         torch.set_num_threads(int(train_cfg["num_threads"]))
     device = resolve_device(cfg)
@@ -293,6 +299,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
             "settings": settings,
             "seed": cfg["seed"],
             "lr": train_cfg.get("lr"),
+            "grad_clip_norm": clip_norm,
             "batch_size": batch_size,
             "data_sha256": [
                 hashlib.sha256(np.ascontiguousarray(data[key]).tobytes()).hexdigest()
@@ -309,6 +316,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=float(train_cfg.get("lr", 1e-3)))
     noise_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "noise"))
     perm_gen = torch.Generator().manual_seed(derive_seed(seed, "permutation"))
+    resumed_neighbours: torch.Tensor | None = None
     state: dict[str, Any] = {
         "epoch": 0,
         "best": None,  # {"epoch", "valid", "weights"}
@@ -334,9 +342,12 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_states(ckpt["rng"], noise_gen, perm_gen)
         state = ckpt["state"]
+        resumed_neighbours = ckpt.get("neighbours")
         log.info("run %s: resuming after epoch %d from %s", run, state["epoch"], ckpt_path)
 
     objective = _Objective(kind, settings, n_train, run)
+    if resumed_neighbours is not None:  # the lists a refresh interval is still reusing
+        objective.neighbours = resumed_neighbours.to(device)
     eval_batch = int(cfg.get("evaluation", {}).get("batch_size", 500))
 
     while state["epoch"] < epochs and not state["stopped"]:
@@ -359,6 +370,11 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_norm is not None:  # logged: the mean pre-clip norm and the share clipped
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_norm))
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item() * len(index)
+                clipped = float(norm.item() > float(clip_norm)) * len(index)
+                sums["clipped_share"] = sums.get("clipped_share", 0.0) + clipped
             optimizer.step()
             sums["train_objective"] = (
                 sums.get("train_objective", 0.0) + terms.objective.sum().item()
@@ -407,6 +423,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                 "optimizer": optimizer.state_dict(),
                 "rng": _rng_states(noise_gen, perm_gen),
                 "state": state,
+                "neighbours": objective.neighbours,
             },
         )
         _write_log(log_path, state["log_rows"])

@@ -97,13 +97,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _train_subprocess(cfg: dict[str, Any], tmp_path: Path, kill_after: int = 0) -> None:
+def _train_subprocess(
+    cfg: dict[str, Any], tmp_path: Path, kill_after: int = 0, run: str = RUN
+) -> None:
     cfg_file = tmp_path / f"cfg-{kill_after}-{cfg['paths']['results'][-1]}.json"
     cfg_file.write_text(json.dumps(cfg))
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(cfg_file), RUN, str(kill_after)],
+        [sys.executable, str(script), str(cfg_file), run, str(kill_after)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -124,28 +126,46 @@ def _train_subprocess(cfg: dict[str, Any], tmp_path: Path, kill_after: int = 0) 
             proc.wait()
 
 
-def test_resume_after_sigkill_reaches_the_uninterrupted_result(tmp_path: Path) -> None:
-    cfg = _synthetic_cfg(tmp_path, [RUN])
+# the sampled E-step; and the posterior E-step whose neighbour lists, searched at epoch 1 and
+# reused until epoch 3, must come back from the checkpoint for the resumed run to be identical
+KNN_REUSED = {
+    "kind": "gae",
+    "e_step": "posterior",
+    "leave_one_out": True,
+    "lambda_sigma": 0.5,
+    "candidates": "knn",
+    "n_candidates": 5,
+    "neighbour_refresh_epochs": 3,
+}
+
+
+@pytest.mark.parametrize(
+    ("run", "models"), [(RUN, {}), ("bmnist-gae-reuse-L1-z4", {"gae-reuse": KNN_REUSED})]
+)
+def test_resume_after_sigkill_reaches_the_uninterrupted_result(
+    tmp_path: Path, run: str, models: dict[str, Any]
+) -> None:
+    cfg = _synthetic_cfg(tmp_path, [run], models=models)
     straight = copy.deepcopy(cfg)
     straight["paths"]["results"] = str(tmp_path / "results_a")
-    _train_subprocess(straight, tmp_path)
+    _train_subprocess(straight, tmp_path, run=run)
 
     interrupted = copy.deepcopy(cfg)
     interrupted["paths"]["results"] = str(tmp_path / "results_b")
-    _train_subprocess(interrupted, tmp_path, kill_after=2)
-    run_b = tmp_path / "results_b" / "runs" / RUN
+    _train_subprocess(interrupted, tmp_path, kill_after=2, run=run)
+    run_b = tmp_path / "results_b" / "runs" / run
     assert not (run_b / "model.pt").exists()
     assert torch.load(run_b / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 2
     assert not list(run_b.glob(".*.tmp"))  # nothing half-written
-    _train_subprocess(interrupted, tmp_path)  # resumes epoch 3
+    _train_subprocess(interrupted, tmp_path, run=run)  # resumes epoch 3
 
-    a = load_model(tmp_path / "results_a" / "runs" / RUN / "model.pt")
+    a = load_model(tmp_path / "results_a" / "runs" / run / "model.pt")
     b = load_model(run_b / "model.pt")
     state_a, state_b = a.state_dict(), b.state_dict()
     assert state_a.keys() == state_b.keys()
     for key in state_a:
         assert torch.equal(state_a[key], state_b[key]), key
-    log_a = _read_log(tmp_path / "results_a" / "runs" / RUN / "train_log.csv")
+    log_a = _read_log(tmp_path / "results_a" / "runs" / run / "train_log.csv")
     log_b = _read_log(run_b / "train_log.csv")
     assert [r["epoch"] for r in log_b] == ["1", "2", "3"]
     for ra, rb in zip(log_a, log_b, strict=True):
@@ -258,6 +278,55 @@ def test_knn_candidates_train_and_log_neighbour_responsibility(tmp_path: Path) -
     cfg["models"]["gae-knn"]["n_candidates"] = 149
     with pytest.raises(GaeError, match="n_candidates"):
         training.train_run(cfg, run, restart=True)
+
+
+def test_gradient_clipping_bounds_the_norm_and_logs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.grad_clip_norm: every optimiser step sees a gradient of norm <= the limit; the log
+    gets the mean pre-clip norm and the share of clipped steps; null = no clipping, no columns."""
+    run = "bmnist-vae-L2-z4"
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"]]
+        seen.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    cfg = _synthetic_cfg(tmp_path, [run], epochs=2, grad_clip_norm=0.5)
+    rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
+    assert seen and max(seen) <= 0.5 * (1 + 1e-5)
+    assert all(float(r["clipped_share"]) == 1.0 and float(r["grad_norm"]) > 0.5 for r in rows)
+
+    seen.clear()
+    cfg = _synthetic_cfg(tmp_path / "free", [run], epochs=2)
+    rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
+    assert max(seen) > 0.5 and "grad_norm" not in rows[0]
+
+
+def test_neighbour_lists_are_searched_every_refresh_interval_and_codes_every_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = "bmnist-gae-reuse-L1-z4"
+    reuse = {**KNN_REUSED, "neighbour_refresh_epochs": 2}
+    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-reuse": reuse}, epochs=4)
+    searched, fresh_codes = [], []
+    search, start_epoch = training.nearest_exemplars, training._Objective.start_epoch
+    monkeypatch.setattr(
+        training, "nearest_exemplars", lambda means, k: searched.append(means) or search(means, k)
+    )
+
+    def checked_start_epoch(self, model, x_train, epoch):
+        start_epoch(self, model, x_train, epoch)
+        fresh_codes.append(torch.equal(self.cached[0], model.encode_all(x_train)[0]))
+
+    monkeypatch.setattr(training._Objective, "start_epoch", checked_start_epoch)
+    training.train_run(cfg, run)
+    assert len(searched) == 2  # epochs 1 and 3
+    assert not torch.equal(searched[0], searched[1])  # from the encoder of that epoch
+    assert fresh_codes == [True] * 4  # the exemplar codes (prior components) every epoch
 
 
 def test_warmup_scales_the_kl_part_and_logs_its_weight(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ PRESET = ROOT / os.environ.get("PRESET_RESULTS", "results")
 OUT = Path(__file__).resolve().parent / "figures"
 DEPTHS = (1, 2, 3, 4)
 FIRST = 2000  # the seed repeats' test images (docs/study/cpu-first2000.yaml)
+INIT_VARIANTS = ("clip-warmup5", "clip")  # the longer prefix first
 
 
 def run_name(model: str, depth: int) -> str:
@@ -53,12 +54,29 @@ def sem(values: np.ndarray) -> float:
     return mean_sem(values)[1]
 
 
-def collect(n_first: int | None = None) -> pd.DataFrame:
-    """One row per (seed, model, depth) with the S = 1,000 estimate and the paired difference,
-    over the first ``n_first`` test images (None: each run's own n_test)."""
+def seed_dirs() -> list[tuple[str, int, Path]]:
+    """The first study (model.init: torch): results/study-cpu/seed{N}."""
+    return [("torch", int(d.name[4:]), d) for d in sorted(STUDY.glob("seed*"))]
+
+
+def init_dirs() -> list[tuple[str, int, Path]]:
+    """The clipping study: results/study-cpu/{clip,clip-warmup5}[-seed{N}]."""
+    found = []
+    for variant in INIT_VARIANTS:
+        for d in sorted(STUDY.glob(f"{variant}*")):
+            rest = d.name[len(variant) :]
+            if rest == "" or rest.startswith("-seed"):
+                found.append((variant, int(rest[5:]) if rest else 1234, d))
+    return found
+
+
+def collect(
+    n_first: int | None = None, sources: list[tuple[str, int, Path]] | None = None
+) -> pd.DataFrame:
+    """One row per (variant, seed, model, depth) with the S = 1,000 estimate and the paired
+    difference, over the first ``n_first`` test images (None: each run's own n_test)."""
     rows = []
-    for seed_dir in sorted(STUDY.glob("seed*")):
-        seed = int(seed_dir.name[4:])
+    for variant, seed, seed_dir in seed_dirs() if sources is None else sources:
         for depth in DEPTHS:
             vae = per_image(seed_dir, run_name("vae", depth))
             vae = None if vae is None else vae[:n_first]
@@ -72,6 +90,7 @@ def collect(n_first: int | None = None) -> pd.DataFrame:
                 imp = meta["estimators"]["importance"]
                 log = pd.read_csv(seed_dir / "runs" / run / "train_log.csv")
                 row = {
+                    "variant": variant,
                     "seed": seed,
                     "model": model,
                     "depth": depth,
@@ -257,24 +276,74 @@ def plot_gae_internals() -> None:
     plt.close(fig)
 
 
+def plot_init(df: pd.DataFrame) -> None:
+    """Test log-likelihood and paired GAE − VAE by depth: the first study (init torch, no
+    clipping) against xavier + clipping with and without warm-up."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    markers = {"torch": "x", "clip": "o", "clip-warmup5": "s"}
+    for variant, part in df.groupby("variant"):
+        for model, colour in (("gae", "C0"), ("vae", "C1")):
+            rows = part[(part.model == model) & (part["mean"] > -180)]
+            means = rows.groupby("depth")["mean"].mean()
+            axes[0].plot(
+                means.index,
+                means.values,
+                color=colour,
+                marker=markers.get(variant, "."),
+                ls="-" if variant == "clip-warmup5" else ":",
+                label=f"{model.upper()}, init {variant}",
+            )
+        gae = part[(part.model == "gae") & part["diff"].notna()]
+        for seed, rows in gae.groupby("seed"):
+            axes[1].errorbar(
+                rows.depth + {"torch": -0.15, "clip": 0.0, "clip-warmup5": 0.15}[variant],
+                rows["diff"],
+                yerr=2 * rows.diff_sem,
+                fmt=markers.get(variant, "."),
+                capsize=3,
+                color={"torch": "C2", "clip": "C3", "clip-warmup5": "C4"}[variant],
+                label=f"{variant}" if seed == 1234 else None,
+            )
+    axes[0].set(
+        xlabel="encoder/decoder depth",
+        ylabel="test log p(x), nats (higher is better)",
+        xticks=DEPTHS,
+        title=f"CPU preset budget, first {FIRST} test images\n(collapsed runs, < −180, left out)",
+    )
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(0.0, color="k", lw=0.8)
+    axes[1].set(
+        xlabel="depth",
+        xticks=DEPTHS,
+        yscale="symlog",
+        ylabel="GAE − VAE, nats (± 2 paired s.e.; symlog)",
+        title="Paired difference, every seed",
+    )
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "cpu_init.png", dpi=120)
+    plt.close(fig)
+
+
 def tables(df: pd.DataFrame, gap: pd.DataFrame) -> str:
     lines = ["<!-- written by docs/study/plot_cpu_study.py -->", ""]
     if not df.empty:
         lines += [
-            "| depth | seed | GAE | VAE | GAE − VAE (paired) | diff / s.e. | s/epoch GAE / VAE |",
-            "|---|---|---|---|---|---|---|",
+            "| init | depth | seed | GAE | VAE | GAE − VAE (paired) | diff / s.e. | best valid "
+            "GAE / VAE | s/epoch GAE / VAE |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for (depth, seed), part in df.groupby(["depth", "seed"]):
+        for (variant, depth, seed), part in df.groupby(["variant", "depth", "seed"]):
             g = part[part.model == "gae"]
             v = part[part.model == "vae"]
             if g.empty or v.empty:
                 continue
             g, v = g.iloc[0], v.iloc[0]
             lines.append(
-                f"| {depth} | {seed} | {g['mean']:.2f} ± {g['sem']:.2f} | {v['mean']:.2f} ± "
-                f"{v['sem']:.2f} | {g['diff']:+.2f} ± {g['diff_sem']:.2f} | "
-                f"{g['diff'] / g['diff_sem']:+.1f} | {g['s_per_epoch']:.0f} / "
-                f"{v['s_per_epoch']:.0f} |"
+                f"| {variant} | {depth} | {seed} | {g['mean']:.2f} ± {g['sem']:.2f} | "
+                f"{v['mean']:.2f} ± {v['sem']:.2f} | {g['diff']:+.2f} ± {g['diff_sem']:.2f} | "
+                f"{g['diff'] / g['diff_sem']:+.1f} | {g['best_valid']:.2f} / "
+                f"{v['best_valid']:.2f} | {g['s_per_epoch']:.0f} / {v['s_per_epoch']:.0f} |"
             )
         sizes = df[["S", "n_test", "prior_components"]].drop_duplicates().to_dict("records")
         lines += ["", f"Estimator settings: {sizes}.", ""]
@@ -325,6 +394,12 @@ def main() -> None:
     text = "## All test images\n\n" + tables(full, pd.DataFrame())
     text += f"\n## First {FIRST} test images, every seed\n\n" + tables(first, gap)
     text += depth4_table()
+    init = collect(n_first=FIRST, sources=init_dirs())
+    if not init.empty:
+        torch_init = first[first.seed == 1234]
+        plot_init(pd.concat([torch_init, init], ignore_index=True))
+        text += f"\n## Xavier init + gradient clipping, ± warm-up; first {FIRST} test images\n\n"
+        text += tables(init, pd.DataFrame())
     (Path(__file__).resolve().parent / "cpu-study-tables.md").write_text(text)
     print(text)
 

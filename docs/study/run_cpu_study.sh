@@ -6,7 +6,13 @@
 #                                            # 1234): depths 1-2 all 10,000 test images, 3-4 first 2,000
 #   bash docs/study/run_cpu_study.sh eval-seeds   # S = 1,000, seeds 2-3, first 2,000 test images
 #   bash docs/study/run_cpu_study.sh depth4       # depth 4 at learning rate 3e-4, GAE and VAE
+#   bash docs/study/run_cpu_study.sh clip    # xavier init + gradient clipping (the defaults since),
+#                                            # with and without a 5-epoch warm-up; each run is
+#                                            # trained, then scored with S = 1,000 on 2,000 images
+#   bash docs/study/run_cpu_study.sh clip-seeds   # the chosen variant: seeds 2 and 3, depths 1-2
 #   bash docs/study/run_cpu_study.sh plots   # docs/study/figures/*.png and the study tables
+# train ... depth4 were measured with model.init: torch (commit 3003d11, before xavier became the
+# default); clip and clip-seeds need no preset run.
 # PRESET_RESULTS: where the preset's results/ are (default results); JOBS: parallel jobs (2).
 # Each job is one `gae` command on one thread with its log under results/study-cpu/logs/.
 set -euo pipefail
@@ -15,6 +21,7 @@ PY=${PY:-.venv/bin/python}
 PRESET_RESULTS=${PRESET_RESULTS:-results}
 JOBS=${JOBS:-2}
 CPU=config/cpu.yaml
+CHOSEN=clip-warmup5  # the variant of the clip study that became the default
 STUDY=docs/study
 LOGS=results/study-cpu/logs
 SEED_RUNS=(bmnist-gae-L1-z50 bmnist-vae-L1-z50 bmnist-gae-L2-z50 bmnist-vae-L2-z50)
@@ -25,6 +32,12 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GAE PRESET_RESULTS
 # parallel "name command..." lines, JOBS at a time; a failing job fails the step
 parallel_jobs() {
   xargs -d '\n' -P "$JOBS" -I{} bash -c 'set -- {}; name=$1; shift; "$@" > "'"$LOGS"'/$name.log" 2>&1 || { echo "FAILED: $name (see '"$LOGS"'/$name.log)" >&2; exit 255; }'
+}
+
+study_job() {  # study_job RUN OVERLAY...: one job line: train, then S = 1,000 on 2,000 images
+  local run=$1; shift
+  local c="--config $CPU"; for o in "$@"; do c="$c --config $o"; done
+  echo "bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml'"
 }
 
 link_preset_models() {  # seed 1234 = the preset's own models, evaluated in the study's tree
@@ -63,6 +76,17 @@ case "${1:-}" in
     for run in bmnist-gae-L4-z50 bmnist-vae-L4-z50; do
       echo "depth4-$run bash -c '$GAE train $run $D4 && $GAE loglik $run $D4 --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml'"
     done | parallel_jobs ;;
+  clip)
+    for variant in clip-warmup5 clip; do for depth in 4 2 1 3; do for model in gae vae; do
+      run=bmnist-$model-L$depth-z50
+      [ "$variant" = clip ] && [ "$depth" = 3 ] && continue
+      echo "$variant-$run $(study_job "$run" "$STUDY/cpu-$variant.yaml")"
+    done; done; done | parallel_jobs ;;
+  clip-seeds)
+    for seed in 2 3; do for depth in 1 2; do for model in gae vae; do
+      run=bmnist-$model-L$depth-z50
+      echo "$CHOSEN-seed$seed-$run $(study_job "$run" "$STUDY/cpu-$CHOSEN.yaml" "$STUDY/cpu-$CHOSEN-seed$seed.yaml")"
+    done; done; done | parallel_jobs ;;
   plots)
     "$PY" "$STUDY/plot_cpu_study.py" ;;
   *)
