@@ -380,10 +380,60 @@ def depth4_table() -> str:
     )
 
 
+def refresh_table() -> str:
+    """GAE with the nearest-exemplar search every 4 epochs vs every epoch (clip-warmup5)."""
+    lines = []
+    for depth in DEPTHS:
+        run = run_name("gae", depth)
+        every = per_image(STUDY / "clip-warmup5", run)
+        fourth = per_image(STUDY / "clip-warmup5-refresh4", run)
+        if every is None or fourth is None:
+            continue
+        every, fourth = every[:FIRST], fourth[:FIRST]
+        logs = [
+            pd.read_csv(STUDY / d / "runs" / run / "train_log.csv")
+            for d in ("clip-warmup5", "clip-warmup5-refresh4")
+        ]
+        diff = fourth - every
+        lines.append(
+            f"| {depth} | {every.mean():.2f} ± {sem(every):.2f} | {fourth.mean():.2f} ± "
+            f"{sem(fourth):.2f} | {diff.mean():+.2f} ± {sem(diff):.2f} | "
+            f"{logs[0].seconds.median():.1f} / {logs[1].seconds.median():.1f} |"
+        )
+    if not lines:
+        return ""
+    return (
+        f"\n## Nearest-exemplar search every epoch vs every 4 epochs (GAE, first {FIRST})\n\n"
+        "| depth | every epoch | every 4 epochs | difference (paired) | s/epoch (median) |\n"
+        "|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+
+
+def aggregate_table() -> str:
+    """docs/study/vae_aggregate_prior.py: each VAE with its own aggregate posterior as prior."""
+    lines = []
+    for name in ("seed1234", "clip-warmup5"):
+        path = STUDY / name / "vae_aggregate_prior.csv"
+        if path.is_file():
+            for r in pd.read_csv(path).itertuples(index=False):
+                lines.append(
+                    f"| {name} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:+.2f} ± {r[5]:.2f} | "
+                    f"{r[6]} |"
+                )
+    if not lines:
+        return ""
+    return (
+        "\n## VAEs scored with their own aggregate posterior as prior\n\n"
+        "| models | depth | N(0, I) prior | aggregate-posterior prior (K = 200 bound) | gain "
+        "(paired) | test images |\n|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid")
-    full = collect()
+    chosen_full = [("clip-warmup5", 1234, STUDY / "clip-warmup5-full")]
+    full = collect(sources=seed_dirs() + [d for d in chosen_full if d[2].is_dir()])
     full = full[full.n_test == full.n_test.max()] if not full.empty else full
     first = collect(n_first=FIRST)
     gap = gap_table()
@@ -400,6 +450,7 @@ def main() -> None:
         plot_init(pd.concat([torch_init, init], ignore_index=True))
         text += f"\n## Xavier init + gradient clipping, ± warm-up; first {FIRST} test images\n\n"
         text += tables(init, pd.DataFrame())
+    text += refresh_table() + aggregate_table()
     (Path(__file__).resolve().parent / "cpu-study-tables.md").write_text(text)
     print(text)
 

@@ -10,9 +10,15 @@
 #                                            # with and without a 5-epoch warm-up; each run is
 #                                            # trained, then scored with S = 1,000 on 2,000 images
 #   bash docs/study/run_cpu_study.sh clip-seeds   # the chosen variant: seeds 2 and 3, depths 1-2
+#   bash docs/study/run_cpu_study.sh clip-full    # its seed-1234 models, depths 1-2: all 10,000
+#                                            # test images (S = 1,000)
+#   bash docs/study/run_cpu_study.sh refresh # GAE depths 1-2, nearest exemplars every 4 epochs
+#   bash docs/study/run_cpu_study.sh aggregate    # each VAE scored with its aggregate posterior
+#                                            # as prior (after eval-preset and clip)
 #   bash docs/study/run_cpu_study.sh plots   # docs/study/figures/*.png and the study tables
-# train ... depth4 were measured with model.init: torch (commit 3003d11, before xavier became the
-# default); clip and clip-seeds need no preset run.
+# train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
+# overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
+# refresh need no preset run.
 # PRESET_RESULTS: where the preset's results/ are (default results); JOBS: parallel jobs (2).
 # Each job is one `gae` command on one thread with its log under results/study-cpu/logs/.
 set -euo pipefail
@@ -87,8 +93,24 @@ case "${1:-}" in
       run=bmnist-$model-L$depth-z50
       echo "$CHOSEN-seed$seed-$run $(study_job "$run" "$STUDY/cpu-$CHOSEN.yaml" "$STUDY/cpu-$CHOSEN-seed$seed.yaml")"
     done; done; done | parallel_jobs ;;
+  clip-full)
+    for depth in 1 2; do for model in gae vae; do
+      run=bmnist-$model-L$depth-z50
+      mkdir -p "results/study-cpu/$CHOSEN-full/runs/$run"
+      cp -f "results/study-cpu/$CHOSEN/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$CHOSEN-full/runs/$run/"
+      echo "$CHOSEN-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$CHOSEN.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-full.yaml"
+    done; done | parallel_jobs ;;
+  refresh)
+    for depth in 1 2; do
+      run=bmnist-gae-L$depth-z50
+      echo "refresh4-$run $(study_job "$run" "$STUDY/cpu-$CHOSEN.yaml" "$STUDY/cpu-refresh4.yaml")"
+    done | parallel_jobs ;;
+  aggregate)
+    for dir in seed1234 "$CHOSEN"; do
+      echo "aggregate-$dir $PY $STUDY/vae_aggregate_prior.py results/study-cpu/$dir"
+    done | parallel_jobs ;;
   plots)
     "$PY" "$STUDY/plot_cpu_study.py" ;;
   *)
-    sed -n '2,11p' "$0"; exit 2 ;;
+    sed -n '2,/^set -euo/p' "$0" | grep '^#'; exit 2 ;;
 esac
