@@ -10,7 +10,7 @@
 #                                            # with and without a 5-epoch warm-up; each run is
 #                                            # trained, then scored with S = 1,000 on 2,000 images
 #   bash docs/study/run_cpu_study.sh clip-seeds   # the chosen variant: seeds 2 and 3, depths 1-2
-#   bash docs/study/run_cpu_study.sh clip-full    # its seed-1234 models, depths 1-2: all 10,000
+#   bash docs/study/run_cpu_study.sh clip-full    # its seed-1234 models, depths 1-4: all 10,000
 #                                            # test images (S = 1,000)
 #   bash docs/study/run_cpu_study.sh refresh # GAE depths 1-2, nearest exemplars every 4 epochs
 #   bash docs/study/run_cpu_study.sh aggregate    # each VAE scored with its aggregate posterior
@@ -94,7 +94,7 @@ case "${1:-}" in
       echo "$CHOSEN-seed$seed-$run $(study_job "$run" "$STUDY/cpu-$CHOSEN.yaml" "$STUDY/cpu-$CHOSEN-seed$seed.yaml")"
     done; done; done | parallel_jobs ;;
   clip-full)
-    for depth in 1 2; do for model in gae vae; do
+    for depth in 1 2 3 4; do for model in gae vae; do
       run=bmnist-$model-L$depth-z50
       mkdir -p "results/study-cpu/$CHOSEN-full/runs/$run"
       cp -f "results/study-cpu/$CHOSEN/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$CHOSEN-full/runs/$run/"
