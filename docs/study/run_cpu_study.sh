@@ -12,6 +12,8 @@
 #   bash docs/study/run_cpu_study.sh clip-seeds   # the chosen variant: seeds 2 and 3, depths 1-2
 #   bash docs/study/run_cpu_study.sh clip-full    # its seed-1234 models, depths 1-4: all 10,000
 #                                            # test images (S = 1,000)
+#   bash docs/study/run_cpu_study.sh ablate  # VAE depth 2: the defaults without clipping / with
+#                                            # PyTorch's init (which one costs the nat?)
 #   bash docs/study/run_cpu_study.sh refresh # GAE depths 1-2, nearest exemplars every 4 epochs
 #   bash docs/study/run_cpu_study.sh aggregate    # each VAE scored with its aggregate posterior
 #                                            # as prior (after eval-preset and clip)
@@ -100,6 +102,10 @@ case "${1:-}" in
       cp -f "results/study-cpu/$CHOSEN/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$CHOSEN-full/runs/$run/"
       echo "$CHOSEN-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$CHOSEN.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-full.yaml"
     done; done | parallel_jobs ;;
+  ablate)
+    for a in noclip torchinit; do
+      echo "ablate-$a $(study_job bmnist-vae-L2-z50 "$STUDY/cpu-$CHOSEN.yaml" "$STUDY/cpu-ablate-$a.yaml")"
+    done | parallel_jobs ;;
   refresh)
     for depth in 1 2; do
       run=bmnist-gae-L$depth-z50
