@@ -270,6 +270,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     batch_size = int(train_cfg.get("batch_size", 100))
     patience = int(train_cfg.get("patience", 30))
     clip_norm = train_cfg.get("grad_clip_norm")
+    clip_limit = None if clip_norm is None else float(clip_norm)
     if train_cfg.get("num_threads"):
         torch.set_num_threads(int(train_cfg["num_threads"]))
     device = resolve_device(cfg)
@@ -370,10 +371,10 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if clip_norm is not None:  # logged: the mean pre-clip norm and the share clipped
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_norm))
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item() * len(index)
-                clipped = float(norm.item() > float(clip_norm)) * len(index)
+            if clip_limit is not None:  # logged: the mean pre-clip norm and the share clipped
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_limit).item()
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm * len(index)
+                clipped = float(norm > clip_limit) * len(index)
                 sums["clipped_share"] = sums.get("clipped_share", 0.0) + clipped
             optimizer.step()
             sums["train_objective"] = (
