@@ -30,7 +30,10 @@ PRESET = ROOT / os.environ.get("PRESET_RESULTS", "results")
 OUT = Path(__file__).resolve().parent / "figures"
 DEPTHS = (1, 2, 3, 4)
 FIRST = 2000  # the seed repeats' test images (docs/study/cpu-first2000.yaml)
-INIT_VARIANTS = ("clip-warmup5", "clip")  # the longer prefix first
+CHOSEN = "clip-warmup5"  # the clip-study variant that became the default (run_cpu_study.sh)
+INIT_VARIANTS = (CHOSEN, "clip")  # the longer prefix first
+# per variant: marker, x offset in the paired-difference panel, colour there
+VARIANT_STYLE = {"torch": ("x", -0.15, "C2"), "clip": ("o", 0.0, "C3"), CHOSEN: ("s", 0.15, "C4")}
 COLLAPSED = -180.0  # nats: a model on the mean-image plateau (about -201)
 
 
@@ -281,10 +284,10 @@ def plot_init(df: pd.DataFrame) -> None:
     """Test log-likelihood and paired GAE − VAE by depth: the first study (init torch, no
     clipping) against xavier + clipping with and without warm-up."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    markers = {"torch": "x", "clip": "o", "clip-warmup5": "s"}
     collapsed = df[df["mean"] < COLLAPSED].set_index(["variant", "seed", "depth"]).index
     df = df[~df.set_index(["variant", "seed", "depth"]).index.isin(collapsed)]
     for variant, part in df.groupby("variant"):
+        marker, offset, diff_colour = VARIANT_STYLE[variant]
         for model, colour in (("gae", "C0"), ("vae", "C1")):
             rows = part[part.model == model]
             means = rows.groupby("depth")["mean"].mean()
@@ -292,19 +295,19 @@ def plot_init(df: pd.DataFrame) -> None:
                 means.index,
                 means.values,
                 color=colour,
-                marker=markers.get(variant, "."),
-                ls="-" if variant == "clip-warmup5" else ":",
+                marker=marker,
+                ls="-" if variant == CHOSEN else ":",
                 label=f"{model.upper()}, {variant}",
             )
         gae = part[(part.model == "gae") & part["diff"].notna()]
         for seed, rows in gae.groupby("seed"):
             axes[1].errorbar(
-                rows.depth + {"torch": -0.15, "clip": 0.0, "clip-warmup5": 0.15}[variant],
+                rows.depth + offset,
                 rows["diff"],
                 yerr=2 * rows.diff_sem,
-                fmt=markers.get(variant, "."),
+                fmt=marker,
                 capsize=3,
-                color={"torch": "C2", "clip": "C3", "clip-warmup5": "C4"}[variant],
+                color=diff_colour,
                 label=f"{variant}" if seed == 1234 else None,
             )
     axes[0].set(
@@ -384,18 +387,18 @@ def depth4_table() -> str:
 
 
 def refresh_table() -> str:
-    """GAE with the nearest-exemplar search every 4 epochs vs every epoch (clip-warmup5)."""
+    """GAE with the nearest-exemplar search every 4 epochs vs every epoch (CHOSEN)."""
     lines = []
     for depth in DEPTHS:
         run = run_name("gae", depth)
-        every = per_image(STUDY / "clip-warmup5", run)
-        fourth = per_image(STUDY / "clip-warmup5-refresh4", run)
+        every = per_image(STUDY / CHOSEN, run)
+        fourth = per_image(STUDY / f"{CHOSEN}-refresh4", run)
         if every is None or fourth is None:
             continue
         every, fourth = every[:FIRST], fourth[:FIRST]
         logs = [
             pd.read_csv(STUDY / d / "runs" / run / "train_log.csv")
-            for d in ("clip-warmup5", "clip-warmup5-refresh4")
+            for d in (CHOSEN, f"{CHOSEN}-refresh4")
         ]
         diff = fourth - every
         lines.append(
@@ -415,7 +418,7 @@ def refresh_table() -> str:
 def aggregate_table() -> str:
     """docs/study/vae_aggregate_prior.py: each VAE with its own aggregate posterior as prior."""
     lines = []
-    for name in ("seed1234", "clip-warmup5"):
+    for name in ("seed1234", CHOSEN):
         path = STUDY / name / "vae_aggregate_prior.csv"
         if path.is_file():
             for r in pd.read_csv(path).itertuples(index=False):
@@ -435,7 +438,7 @@ def aggregate_table() -> str:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid")
-    chosen_full = [("clip-warmup5", 1234, STUDY / "clip-warmup5-full")]
+    chosen_full = [(CHOSEN, 1234, STUDY / f"{CHOSEN}-full")]
     full = collect(sources=seed_dirs() + [d for d in chosen_full if d[2].is_dir()])
     full = full[full.n_test == full.n_test.max()] if not full.empty else full
     first = collect(n_first=FIRST)

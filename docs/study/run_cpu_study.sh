@@ -80,9 +80,8 @@ case "${1:-}" in
       echo "loglik-$run-seed$seed $GAE loglik $run --config $CPU --config $STUDY/cpu-seed$seed.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml"
     done; done | parallel_jobs ;;
   depth4)  # depth 4, GAE and VAE, learning rate 3e-4: train, then S = 1,000 on 2,000 test images
-    D4="--config $CPU --config $STUDY/cpu-depth4-lr3e-4.yaml"
     for run in bmnist-gae-L4-z50 bmnist-vae-L4-z50; do
-      echo "depth4-$run bash -c '$GAE train $run $D4 && $GAE loglik $run $D4 --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml'"
+      echo "depth4-$run $(study_job "$run" "$STUDY/cpu-depth4-lr3e-4.yaml")"
     done | parallel_jobs ;;
   clip)
     for variant in clip-warmup5 clip; do for depth in 4 2 1 3; do for model in gae vae; do

@@ -40,32 +40,28 @@ def seed_of(study_dir: Path) -> int:
     return int(match.group(1)) if match else 1234
 
 
-def gains(study_dir: Path) -> pd.DataFrame:
-    cfg = load_config([ROOT / "config" / "cpu.yaml"], base=ROOT / "params.yaml")
-    data = load_prepared(cfg, "bmnist")
-    x_train = torch.as_tensor(data["x_train"], dtype=torch.float32)
-    x = torch.as_tensor(data["x_test"][:N_TEST], dtype=torch.float32)
+def gains(study_dir: Path, x_train: torch.Tensor, x: torch.Tensor) -> pd.DataFrame:
+    seed = seed_of(study_dir)
     rows = []
     for depth in (1, 2, 3, 4):
         run_dir = study_dir / "runs" / f"bmnist-vae-L{depth}-z50"
         if not (run_dir / "model.pt").is_file():
             continue
         model = load_model(run_dir / "model.pt")
-        seed = seed_of(study_dir)
         standard = importance_log_likelihood(model, x, S, 4096, seed).log_px.numpy()
         # the VAE's own aggregate posterior as its prior (set_exemplar_prior is for GAEs only)
         model.prior = ExemplarMixturePrior(*model.encode_all(x_train))
         mixture = importance_log_likelihood(model, x, S, 4096, seed, progress=True).log_px.numpy()
-        gain = mixture - standard
+        gain, gain_sem = mean_sem(mixture - standard)
         rows.append(
             {
                 "run": str(run_dir.relative_to(ROOT)),
                 "depth": depth,
                 "N(0,I) prior": mean_sem(standard)[0],
                 "aggregate-posterior prior (exact)": mean_sem(mixture)[0],
-                "gain": mean_sem(gain)[0],
-                "gain s.e.": mean_sem(gain)[1],
-                "images": gain.size,
+                "gain": gain,
+                "gain s.e.": gain_sem,
+                "images": standard.size,
             }
         )
     return pd.DataFrame(rows)
@@ -73,9 +69,13 @@ def gains(study_dir: Path) -> pd.DataFrame:
 
 def main(dirs: list[str]) -> None:
     torch.set_num_threads(1)
+    cfg = load_config([ROOT / "config" / "cpu.yaml"], base=ROOT / "params.yaml")
+    data = load_prepared(cfg, "bmnist")  # once for every folder
+    x_train = torch.as_tensor(data["x_train"], dtype=torch.float32)
+    x = torch.as_tensor(data["x_test"][:N_TEST], dtype=torch.float32)
     for name in dirs:
         study_dir = (ROOT / name).resolve()
-        table = gains(study_dir)
+        table = gains(study_dir, x_train, x)
         table.to_csv(study_dir / "vae_aggregate_prior.csv", index=False)
         print(table.to_string(index=False))
 
