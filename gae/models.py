@@ -207,6 +207,21 @@ class GenerativeModel(nn.Module):
         self.prior: nn.Module | None = (
             StandardNormalPrior(architecture["latent_dim"]) if kind == "vae" else None
         )
+        # prior_variance "learned": every exemplar component shares one learned diagonal
+        # variance instead of its own q(z|x_j)'s (docs/method.md); "posterior": the slides' model
+        prior_variance = architecture.get("prior_variance", "posterior")
+        if prior_variance not in ("posterior", "learned"):
+            raise GaeError(
+                f"unknown prior_variance {prior_variance!r}; use posterior or learned "
+                f"(models.<variant>.prior_variance)"
+            )
+        if prior_variance == "learned" and kind != "gae":
+            raise GaeError("prior_variance: learned applies to a GAE's exemplar prior only")
+        self.prior_logvar: nn.Parameter | None = (
+            nn.Parameter(torch.zeros(architecture["latent_dim"]))
+            if prior_variance == "learned"
+            else None
+        )
 
     @property
     def latent_dim(self) -> int:
@@ -239,13 +254,28 @@ class GenerativeModel(nn.Module):
         outs = [self.encoder(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
+    def component_logvar(self, logvar: torch.Tensor) -> torch.Tensor:
+        """Log-variances of the prior components whose encoder log-variances are ``logvar``.
+
+        The slides' q(z|x_j) keeps the encoder's own; a learned shared variance (Exemplar VAE,
+        Norouzi et al. 2020) replaces every one by the same vector, clamped like the encoder's,
+        with gradient, so the leave-one-out bound fits the components' width.
+        """
+        if self.prior_logvar is None:
+            return logvar
+        lo, hi = self.architecture["logvar_min"], self.architecture["logvar_max"]
+        return self.prior_logvar.clamp(lo, hi).expand_as(logvar)
+
     def set_exemplar_prior(
         self, x_train: torch.Tensor, batch_size: int = 2000, chunk_size: int = 4096
     ) -> ExemplarMixturePrior:
-        """The GAE prior (1/n) sum_j q(z|x_j) from the current encoder over all of x_train."""
+        """The GAE prior (1/n) sum_j N(mu_j, component variance) from the current encoder over
+        all of x_train; with the slides' model, (1/n) sum_j q(z|x_j)."""
         if self.kind != "gae":
             raise ValueError("only a GAE has an exemplar prior")
         means, logvars = self.encode_all(x_train, batch_size)
+        with torch.no_grad():
+            logvars = self.component_logvar(logvars).contiguous()
         self.prior = ExemplarMixturePrior(means, logvars, chunk_size)
         return self.prior
 
@@ -325,6 +355,7 @@ def save_model(model: GenerativeModel, path: str | Path) -> None:
         "encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
         "decoder": {k: v.detach().cpu() for k, v in model.decoder.state_dict().items()},
         "prior": model.prior.state() if model.prior is not None else None,
+        "prior_logvar": None if model.prior_logvar is None else model.prior_logvar.detach().cpu(),
         "meta": copy.deepcopy(model.meta),
     }
     atomic_torch_save(path, payload)
@@ -344,6 +375,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
     model = build_model(payload["kind"], payload["architecture"], payload["meta"])
     model.encoder.load_state_dict(payload["encoder"])
     model.decoder.load_state_dict(payload["decoder"])
+    if model.prior_logvar is not None:
+        model.prior_logvar.data.copy_(payload["prior_logvar"])
     if payload["prior"] is not None:
         model.prior = prior_from_state(payload["prior"])
     return model.to(device).eval()

@@ -102,16 +102,21 @@ def _set_rng_states(
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _weights(model: GenerativeModel) -> dict[str, dict[str, torch.Tensor]]:
-    return {
+def _weights(model: GenerativeModel) -> dict[str, Any]:
+    weights: dict[str, Any] = {
         "encoder": {k: v.detach().clone() for k, v in model.encoder.state_dict().items()},
         "decoder": {k: v.detach().clone() for k, v in model.decoder.state_dict().items()},
     }
+    if model.prior_logvar is not None:
+        weights["prior_logvar"] = model.prior_logvar.detach().clone()
+    return weights
 
 
-def _load_weights(model: GenerativeModel, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+def _load_weights(model: GenerativeModel, weights: dict[str, Any]) -> None:
     model.encoder.load_state_dict(weights["encoder"])
     model.decoder.load_state_dict(weights["decoder"])
+    if model.prior_logvar is not None:
+        model.prior_logvar.data.copy_(weights["prior_logvar"])
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -155,6 +160,13 @@ class _Objective:
                 f"(its bound has a KL part to scale); set models."
                 f"{parse_run_name(run).model}.warmup_epochs: 0 or e_step: posterior"
             )
+        learned_prior = settings.get("prior_variance", "posterior") != "posterior"
+        if learned_prior and self.e_step != "posterior":
+            raise GaeError(
+                f"run {run}: prior_variance {settings['prior_variance']!r} needs a GAE with "
+                f"e_step: posterior (its bound is where the components' variance is learned); "
+                f"remove models.{parse_run_name(run).model}.prior_variance"
+            )
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
         self.options: dict[str, Any] = {}
         if kind == "gae":
@@ -185,15 +197,18 @@ class _Objective:
     def _posterior_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options.items() if k != "leave_one_out"}
 
-    def _log_prior(self, index: torch.Tensor):
-        """log p(z) for the posterior E-step: in-batch or nearest cached exemplars."""
+    def _log_prior(self, model: GenerativeModel, index: torch.Tensor):
+        """log p(z) for the posterior E-step: in-batch or nearest cached exemplars, with the
+        model's component variances (the encoder's own, or the learned shared one)."""
         if self.candidates != "knn":
-            return batch_exemplar_log_prior
+            return lambda z, mu, logvar: batch_exemplar_log_prior(
+                z, mu, model.component_logvar(logvar)
+            )
         means, logvars = self.cached
         nb = self.neighbours[index]
         n_train = self.n_train
         return lambda z, mu, logvar: neighbour_exemplar_log_prior(
-            z, means[nb], logvars[nb], n_train
+            z, means[nb], model.component_logvar(logvars[nb]), n_train
         )
 
     def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor, epoch: int) -> None:
@@ -221,7 +236,7 @@ class _Objective:
             return gae_posterior_objective(
                 model,
                 x,
-                self._log_prior(index),
+                self._log_prior(model, index),
                 generator=generator,
                 prior_weight=self.prior_weight,
                 **self._posterior_options,
@@ -293,6 +308,8 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     architecture = architecture_from_config(
         cfg, spec.dataset, spec.depth, spec.latent_dim, x_train.shape[1]
     )
+    if settings.get("prior_variance", "posterior") != "posterior":  # absent = the slides' model
+        architecture["prior_variance"] = settings["prior_variance"]
     fingerprint = _fingerprint(
         {
             "kind": kind,
@@ -399,6 +416,9 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
         if objective.warmup:
             row["prior_weight"] = objective.prior_weight
         row.update({k: v / n_train for k, v in sums.items() if k != "train_objective"})
+        if model.prior_logvar is not None:  # the learned components' width, mean over dims
+            prior_std = model.component_logvar(model.prior_logvar.detach()).mul(0.5).exp()
+            row["prior_std"] = prior_std.mean().item()
         state["log_rows"].append(row)
         if state["best"] is None or valid > state["best"]["valid"]:
             state["best"] = {"epoch": epoch, "valid": valid, "weights": _weights(model)}

@@ -157,3 +157,44 @@ def test_load_model_errors_name_the_file(tmp_path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(GaeError, match="bad.pt"):
         load_model(bad)
+
+
+def test_learned_prior_variance_is_shared_clamped_and_saved(tmp_path) -> None:
+    """prior_variance: learned gives every exemplar component the same (clamped) learned
+    variance; the prior is then exactly (1/n) sum_j N(z; mu_j, diag var); model.pt keeps it."""
+    torch.manual_seed(4)
+    model = build_model("gae", _arch("bernoulli", prior_variance="learned"))
+    with torch.no_grad():
+        model.prior_logvar.copy_(torch.tensor([-1.0, 0.5, 3.0]))  # 3.0 is above logvar_max 2.0
+    x, z = _data(b=7, m=5)
+    x = x.round()
+    prior = model.set_exemplar_prior(x, batch_size=3, chunk_size=4)
+    means = model.encode(x)[0].detach()
+    var = torch.tensor([-1.0, 0.5, 2.0]).exp()
+    torch.testing.assert_close(prior.means, means)  # encoded in batches of 3: rounding only
+    assert torch.equal(prior.logvars, torch.tensor([-1.0, 0.5, 2.0]).expand(7, 3))
+    naive = torch.stack(
+        [
+            torch.logsumexp(
+                torch.stack(
+                    [torch.distributions.Normal(m, var.sqrt()).log_prob(zi).sum() for m in means]
+                ),
+                dim=0,
+            )
+            - torch.log(torch.tensor(7.0))
+            for zi in z
+        ]
+    )
+    torch.testing.assert_close(prior.log_prob(z), naive)
+
+    path = tmp_path / "model.pt"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert torch.equal(loaded.prior_logvar, model.prior_logvar)
+    assert torch.equal(loaded.prior.log_prob(z), prior.log_prob(z))
+    default = build_model("gae", _arch("bernoulli"))
+    assert default.prior_logvar is None  # the slides' model: each component its own q(z|x_j)
+    with pytest.raises(GaeError, match="prior_variance"):
+        build_model("vae", _arch("bernoulli", prior_variance="learned"))
+    with pytest.raises(GaeError, match="prior_variance"):
+        build_model("gae", _arch("bernoulli", prior_variance="shared"))

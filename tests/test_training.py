@@ -140,7 +140,12 @@ KNN_REUSED = {
 
 
 @pytest.mark.parametrize(
-    ("run", "models"), [(RUN, {}), ("bmnist-gae-reuse-L1-z4", {"gae-reuse": KNN_REUSED})]
+    ("run", "models"),
+    [
+        (RUN, {}),
+        ("bmnist-gae-reuse-L1-z4", {"gae-reuse": KNN_REUSED}),
+        ("bmnist-gae-wide-L1-z4", {"gae-wide": {**KNN_REUSED, "prior_variance": "learned"}}),
+    ],
 )
 def test_resume_after_sigkill_reaches_the_uninterrupted_result(
     tmp_path: Path, run: str, models: dict[str, Any]
@@ -362,3 +367,30 @@ def test_warmup_scales_the_kl_part_and_logs_its_weight(tmp_path: Path) -> None:
     cfg["models"]["gae-wu"] = sampled
     with pytest.raises(GaeError, match="warmup_epochs applies to the VAE"):
         training.train_run(cfg, run, restart=True)
+
+
+def test_learned_prior_variance_is_trained_and_refused_where_it_does_not_apply(
+    tmp_path: Path,
+) -> None:
+    """prior_variance: learned: the shared component variance gets the bound's gradient (it
+    moves from its start, 1, and is logged), the final prior uses it; the sampled E-step and
+    the VAE refuse the key by name."""
+    run = "bmnist-gae-wide-L1-z4"
+    wide = {**KNN_REUSED, "neighbour_refresh_epochs": 1, "prior_variance": "learned"}
+    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-wide": wide}, epochs=2)
+    path = training.train_run(cfg, run)
+    model = load_model(path)
+    rows = _read_log(path.parent / "train_log.csv")
+    assert model.prior_logvar.abs().min() > 1e-4  # every dimension was trained
+    logged = float(rows[-1]["prior_std"])
+    torch.testing.assert_close(logged, model.prior_logvar.mul(0.5).exp().mean().item())
+    assert torch.equal(model.prior.logvars, model.prior_logvar.detach().expand(150, 4))
+
+    slides = {**wide, "e_step": "sampled", "leave_one_out": False, "warmup_epochs": 0}
+    cfg = _synthetic_cfg(tmp_path / "s", [run], models={"gae-wide": slides}, epochs=1)
+    with pytest.raises(GaeError, match="prior_variance"):
+        training.train_run(cfg, run)
+    cfg = _synthetic_cfg(tmp_path / "v", ["bmnist-vae-L1-z4"], epochs=1)
+    cfg["models"]["vae"]["prior_variance"] = "learned"
+    with pytest.raises(GaeError, match="prior_variance"):
+        training.train_run(cfg, "bmnist-vae-L1-z4")
