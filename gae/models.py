@@ -181,6 +181,9 @@ class LinearGaussianDecoder(nn.Module):
         return pairwise_diag_gaussian_logpdf(x, mean, logvar)
 
 
+PRIOR_VARIANCES = ("posterior", "unit", "learned")  # models.<variant>.prior_variance
+
+
 class GenerativeModel(nn.Module):
     """Encoder + decoder + prior; the object stored in ``model.pt`` (see docs/architecture.md).
 
@@ -207,16 +210,20 @@ class GenerativeModel(nn.Module):
         self.prior: nn.Module | None = (
             StandardNormalPrior(architecture["latent_dim"]) if kind == "vae" else None
         )
-        # prior_variance "learned": every exemplar component shares one learned diagonal
-        # variance instead of its own q(z|x_j)'s (docs/method.md); "posterior": the slides' model
+        # prior_variance: the exemplar components' variance (docs/method.md). "posterior": each
+        # component is its own q(z|x_j), the slides' model; "unit": every component N(mu_j, I);
+        # "learned": every component shares one learned diagonal variance
         prior_variance = architecture.get("prior_variance", "posterior")
-        if prior_variance not in ("posterior", "learned"):
+        if prior_variance not in PRIOR_VARIANCES:
             raise GaeError(
-                f"unknown prior_variance {prior_variance!r}; use posterior or learned "
-                f"(models.<variant>.prior_variance)"
+                f"unknown prior_variance {prior_variance!r}; use one of "
+                f"{', '.join(PRIOR_VARIANCES)} (models.<variant>.prior_variance)"
             )
-        if prior_variance == "learned" and kind != "gae":
-            raise GaeError("prior_variance: learned applies to a GAE's exemplar prior only")
+        if prior_variance != "posterior" and kind != "gae":
+            raise GaeError(
+                f"prior_variance: {prior_variance} applies to a GAE's exemplar prior only"
+            )
+        self.prior_variance = prior_variance
         self.prior_logvar: nn.Parameter | None = (
             nn.Parameter(torch.zeros(architecture["latent_dim"]))
             if prior_variance == "learned"
@@ -257,12 +264,14 @@ class GenerativeModel(nn.Module):
     def component_logvar(self, logvar: torch.Tensor) -> torch.Tensor:
         """Log-variances of the prior components whose encoder log-variances are ``logvar``.
 
-        The slides' q(z|x_j) keeps the encoder's own; a learned shared variance (Exemplar VAE,
-        Norouzi et al. 2020) replaces every one by the same vector, clamped like the encoder's,
-        with gradient, so the leave-one-out bound fits the components' width.
+        The slides' q(z|x_j) keeps the encoder's own. A shared variance (Exemplar VAE, Norouzi
+        et al. 2020) replaces every one by the same vector: the identity ("unit"), or a learned
+        one, clamped like the encoder's, with gradient from the leave-one-out bound.
         """
-        if self.prior_logvar is None:
+        if self.prior_variance == "posterior":
             return logvar
+        if self.prior_variance == "unit":
+            return torch.zeros_like(logvar)
         lo, hi = self.architecture["logvar_min"], self.architecture["logvar_max"]
         return self.prior_logvar.clamp(lo, hi).expand_as(logvar)
 

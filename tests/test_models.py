@@ -159,9 +159,10 @@ def test_load_model_errors_name_the_file(tmp_path) -> None:
         load_model(bad)
 
 
-def test_learned_prior_variance_is_shared_clamped_and_saved(tmp_path) -> None:
+def test_shared_prior_variance_is_clamped_saved_and_used_by_the_prior(tmp_path) -> None:
     """prior_variance: learned gives every exemplar component the same (clamped) learned
-    variance; the prior is then exactly (1/n) sum_j N(z; mu_j, diag var); model.pt keeps it."""
+    variance; the prior is then exactly (1/n) sum_j N(z; mu_j, diag var); model.pt keeps it.
+    "unit" gives every component the identity; "posterior" (default) each its own q(z|x_j)."""
     torch.manual_seed(4)
     model = build_model("gae", _arch("bernoulli", prior_variance="learned"))
     with torch.no_grad():
@@ -194,6 +195,12 @@ def test_learned_prior_variance_is_shared_clamped_and_saved(tmp_path) -> None:
     assert torch.equal(loaded.prior.log_prob(z), prior.log_prob(z))
     default = build_model("gae", _arch("bernoulli"))
     assert default.prior_logvar is None  # the slides' model: each component its own q(z|x_j)
+    torch.testing.assert_close(default.set_exemplar_prior(x).logvars, default.encode(x)[1])
+    unit = build_model("gae", _arch("bernoulli", prior_variance="unit"))
+    n_params = sum(p.numel() for p in default.parameters())
+    assert unit.prior_logvar is None and sum(p.numel() for p in unit.parameters()) == n_params
+    assert sum(p.numel() for p in model.parameters()) == n_params + 3  # learned: one vector
+    assert torch.equal(unit.set_exemplar_prior(x).logvars, torch.zeros(7, 3))
     with pytest.raises(GaeError, match="prior_variance"):
         build_model("vae", _arch("bernoulli", prior_variance="learned"))
     with pytest.raises(GaeError, match="prior_variance"):

@@ -385,6 +385,11 @@ def test_learned_prior_variance_is_trained_and_refused_where_it_does_not_apply(
     logged = float(rows[-1]["prior_std"])
     torch.testing.assert_close(logged, model.prior_logvar.mul(0.5).exp().mean().item())
     assert torch.equal(model.prior.logvars, model.prior_logvar.detach().expand(150, 4))
+    unit_cfg = _synthetic_cfg(
+        tmp_path / "u", [run], models={"gae-wide": {**wide, "prior_variance": "unit"}}, epochs=1
+    )
+    unit = load_model(training.train_run(unit_cfg, run))
+    assert unit.prior_logvar is None and torch.equal(unit.prior.logvars, torch.zeros(150, 4))
 
     slides = {**wide, "e_step": "sampled", "leave_one_out": False, "warmup_epochs": 0}
     cfg = _synthetic_cfg(tmp_path / "s", [run], models={"gae-wide": slides}, epochs=1)
