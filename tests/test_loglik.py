@@ -60,11 +60,21 @@ def linear_model(prior: nn.Module, seed: int = 0) -> GenerativeModel:
     return model.eval()
 
 
-def exemplar_prior(seed: int = 1) -> ExemplarMixturePrior:
+def exemplar_prior(seed: int = 1, shared: bool = False) -> ExemplarMixturePrior:
+    """Components with their own variances (the slides' q(z|x_j)), or one variance shared by
+    all of them (prior_variance: unit / learned)."""
     g = torch.Generator().manual_seed(seed)
     means = 1.5 * torch.randn(N_COMPONENTS, LATENT, generator=g)
     logvars = math.log(0.05) + torch.rand(N_COMPONENTS, LATENT, generator=g)
+    if shared:
+        logvars = math.log(0.3) + torch.rand(LATENT, generator=g).expand(N_COMPONENTS, LATENT)
     return ExemplarMixturePrior(means, logvars)
+
+
+def prior_of_kind(kind: str):
+    if kind == "standard_normal":
+        return StandardNormalPrior(LATENT)
+    return exemplar_prior(shared=kind == "exemplar_shared")
 
 
 def draw_data(model: GenerativeModel, n: int, seed: int = 2) -> torch.Tensor:
@@ -94,9 +104,9 @@ def assert_within_mc_error(estimate, exact: torch.Tensor, n_se: float = 4.0) -> 
     assert float(per_image.max()) < 5.0, f"worst image off by {float(per_image.max()):.1f} s.e."
 
 
-@pytest.mark.parametrize("prior_kind", ["exemplar", "standard_normal"])
+@pytest.mark.parametrize("prior_kind", ["exemplar", "exemplar_shared", "standard_normal"])
 def test_importance_sampling_matches_closed_form(prior_kind):
-    prior = exemplar_prior() if prior_kind == "exemplar" else StandardNormalPrior(LATENT)
+    prior = prior_of_kind(prior_kind)
     model = linear_model(prior)
     x = draw_data(model, 60)
     exact = exact_logpdf(model, x)
@@ -106,9 +116,9 @@ def test_importance_sampling_matches_closed_form(prior_kind):
     assert float(est.ess.min()) > 50
 
 
-@pytest.mark.parametrize("prior_kind", ["exemplar", "standard_normal"])
+@pytest.mark.parametrize("prior_kind", ["exemplar", "exemplar_shared", "standard_normal"])
 def test_prior_sampling_matches_closed_form(prior_kind):
-    prior = exemplar_prior() if prior_kind == "exemplar" else StandardNormalPrior(LATENT)
+    prior = prior_of_kind(prior_kind)
     model = linear_model(prior)
     x = draw_data(model, 60)
     exact = exact_logpdf(model, x)

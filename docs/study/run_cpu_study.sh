@@ -18,6 +18,15 @@
 #   bash docs/study/run_cpu_study.sh aggregate    # each VAE scored with its aggregate posterior
 #                                            # as prior (after eval-preset and clip)
 #   bash docs/study/run_cpu_study.sh plots   # docs/study/figures/*.png and the study tables
+# The prior's component variance (the unit-variance GAE became the default; overlays restate it):
+#   bash docs/study/run_cpu_study.sh component        # depth 3: posterior components with
+#                                            # lambda_2 0.25 / 0.1, learned shared variance with
+#                                            # lambda_2 0.5 / 0, unit variance; depth 4: learned
+#                                            # (lambda_2 0) and unit; unit at depths 1-2
+#   bash docs/study/run_cpu_study.sh component-seeds  # unit: seeds 2 and 3, depths 1-2
+#   bash docs/study/run_cpu_study.sh component-full   # unit, seed 1234: all 10,000 test images
+#   bash docs/study/run_cpu_study.sh component-gap    # unit, depth 3: exact prior vs the bound
+#   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
 # overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
 # refresh need no preset run.
@@ -30,6 +39,7 @@ PRESET_RESULTS=${PRESET_RESULTS:-results}
 JOBS=${JOBS:-2}
 CPU=config/cpu.yaml
 CHOSEN=clip-warmup5  # the variant of the clip study that became the default
+SHARED=unit  # the component-variance variant that became the default
 STUDY=docs/study
 LOGS=results/study-cpu/logs
 SEED_RUNS=(bmnist-gae-L1-z50 bmnist-vae-L1-z50 bmnist-gae-L2-z50 bmnist-vae-L2-z50)
@@ -116,6 +126,35 @@ case "${1:-}" in
     done | parallel_jobs ;;
   plots)
     "$PY" "$STUDY/plot_cpu_study.py" ;;
+  component)
+    (for variant in lsigma0.25 lsigma0.1 learned learned-l0 "$SHARED"; do
+      echo "$variant-L3 $(study_job bmnist-gae-L3-z50 "$STUDY/cpu-$variant.yaml")"
+    done
+    for variant in learned-l0 "$SHARED"; do
+      echo "$variant-L4 $(study_job bmnist-gae-L4-z50 "$STUDY/cpu-$variant.yaml")"
+    done
+    for depth in 1 2; do
+      echo "$SHARED-L$depth $(study_job "bmnist-gae-L$depth-z50" "$STUDY/cpu-$SHARED.yaml")"
+    done) | parallel_jobs ;;
+  component-seeds)  # the VAEs of these seeds come from clip-seeds
+    for seed in 2 3; do for depth in 1 2; do
+      run=bmnist-gae-L$depth-z50
+      echo "$SHARED-seed$seed-$run $(study_job "$run" "$STUDY/cpu-$SHARED.yaml" "$STUDY/cpu-$SHARED-seed$seed.yaml")"
+    done; done | parallel_jobs ;;
+  component-full)  # the VAEs come from clip-full
+    for depth in 1 2 3 4; do
+      run=bmnist-gae-L$depth-z50
+      mkdir -p "results/study-cpu/$SHARED-full/runs/$run"
+      cp -f "results/study-cpu/$SHARED/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$SHARED-full/runs/$run/"
+      echo "$SHARED-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$SHARED.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-$SHARED-full.yaml"
+    done | parallel_jobs ;;
+  component-gap)
+    run=bmnist-gae-L3-z50
+    mkdir -p "results/study-cpu/$SHARED-gap/runs/$run"
+    cp -f "results/study-cpu/$SHARED/runs/$run/model.pt" "results/study-cpu/$SHARED-gap/runs/$run/"
+    echo "$SHARED-gap-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$SHARED.yaml --config $STUDY/cpu-$SHARED-gap.yaml" | parallel_jobs ;;
+  component-plots)
+    "$PY" "$STUDY/plot_component_variance.py" ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | grep '^#'; exit 2 ;;
 esac
