@@ -26,6 +26,7 @@
 #   bash docs/study/run_cpu_study.sh component-seeds  # unit: seeds 2 and 3, depths 1-2
 #   bash docs/study/run_cpu_study.sh component-full   # unit, seed 1234: all 10,000 test images
 #   bash docs/study/run_cpu_study.sh component-gap    # unit, depth 3: exact prior vs the bound
+#   bash docs/study/run_cpu_study.sh component-slides # gae-slides, current recipe, table 2
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
 # overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
@@ -153,6 +154,11 @@ case "${1:-}" in
     mkdir -p "results/study-cpu/$SHARED-gap/runs/$run"
     cp -f "results/study-cpu/$SHARED/runs/$run/model.pt" "results/study-cpu/$SHARED-gap/runs/$run/"
     echo "$SHARED-gap-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$SHARED.yaml --config $STUDY/cpu-$SHARED-gap.yaml" | parallel_jobs ;;
+  component-slides)  # gae-slides under the current recipe, all 10,000 test images
+    for depth in 1 2 3 4; do
+      run=bmnist-gae-slides-L$depth-z50
+      echo "slides-$run bash -c '$GAE train $run --config $CPU --config $STUDY/cpu-slides.yaml && $GAE loglik $run --config $CPU --config $STUDY/cpu-slides.yaml --config $STUDY/cpu-s1000.yaml'"
+    done | parallel_jobs ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
   *)
