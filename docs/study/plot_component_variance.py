@@ -27,12 +27,19 @@ HERE = Path(__file__).resolve().parent
 SHARED = "unit"  # the variant that became the default (run_cpu_study.sh)
 # folder -> (label, prior components, lambda_2)
 DEPTH3_VARIANTS = {
-    CHOSEN: ("posterior, λ2 0.5 (former default)", "q(z|x_j)", 0.5),
-    "lsigma0.25": ("posterior, λ2 0.25", "q(z|x_j)", 0.25),
-    "lsigma0.1": ("posterior, λ2 0.1", "q(z|x_j)", 0.1),
+    CHOSEN: ("posterior, λ2 0.5 (former default)", "q(z\\|x_j)", 0.5),
+    "lsigma0.25": ("posterior, λ2 0.25", "q(z\\|x_j)", 0.25),
+    "lsigma0.1": ("posterior, λ2 0.1", "q(z\\|x_j)", 0.1),
     "learned": ("learned shared, λ2 0.5", "N(mu_j, s²), s learned", 0.5),
     "learned-l0": ("learned shared, λ2 0", "N(mu_j, s²), s learned", 0.0),
     SHARED: ("unit, λ2 0 (default)", "N(mu_j, I)", 0.0),
+}
+
+
+SHORT = {  # the variant names of the by-depth table and panel
+    CHOSEN: "posterior, λ2 0.5 (former)",
+    SHARED: "unit (default)",
+    "learned-l0": "learned, λ2 0",
 }
 
 
@@ -120,7 +127,8 @@ def by_depth_table(df: pd.DataFrame) -> str:
     ]
     for r in df.itertuples():
         lines.append(
-            f"| {r.variant} | {r.depth} | {r.seed} | {r.images:,} | {r.gae:.2f} ± {r.gae_sem:.2f} "
+            f"| {SHORT[r.variant]} | {r.depth} | {r.seed} | {r.images:,} "
+            f"| {r.gae:.2f} ± {r.gae_sem:.2f} "
             f"| {r.vae:.2f} ± {r.vae_sem:.2f} | {r.diff:+.2f} ± {r.diff_sem:.2f} "
             f"| {r.diff / r.diff_sem:+.1f} |"
         )
@@ -190,7 +198,7 @@ def plot(df: pd.DataFrame) -> None:
             fmt=marker,
             color=colour,
             mfc=colour if full else "none",
-            label=f"{variant}, seed {seed}, {images:,} images",
+            label=f"{SHORT[variant]}, seed {seed}, {images:,} images",
             capsize=3,
         )
     ax.axhline(0.0, color="k", lw=0.8)

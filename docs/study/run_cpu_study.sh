@@ -22,7 +22,8 @@
 #   bash docs/study/run_cpu_study.sh component        # depth 3: posterior components with
 #                                            # lambda_2 0.25 / 0.1, learned shared variance with
 #                                            # lambda_2 0.5 / 0, unit variance; depth 4: learned
-#                                            # (lambda_2 0) and unit; unit at depths 1-2
+#                                            # (lambda_2 0) and unit; unit at depths 1-2; unit
+#                                            # with 128 nearest exemplars at depth 3
 #   bash docs/study/run_cpu_study.sh component-seeds  # unit: seeds 2 and 3, depths 1-2
 #   bash docs/study/run_cpu_study.sh component-full   # unit, seed 1234: all 10,000 test images
 #   bash docs/study/run_cpu_study.sh component-gap    # unit, depth 3: exact prior vs the bound
@@ -136,7 +137,9 @@ case "${1:-}" in
     done
     for depth in 1 2; do
       echo "$SHARED-L$depth $(study_job "bmnist-gae-L$depth-z50" "$STUDY/cpu-$SHARED.yaml")"
-    done) | parallel_jobs ;;
+    done
+    echo "$SHARED-k128-L3 $(study_job bmnist-gae-L3-z50 "$STUDY/cpu-$SHARED.yaml" "$STUDY/cpu-$SHARED-k128.yaml")"
+    ) | parallel_jobs ;;
   component-seeds)  # the VAEs of these seeds come from clip-seeds
     for seed in 2 3; do for depth in 1 2; do
       run=bmnist-gae-L$depth-z50
