@@ -1,7 +1,8 @@
 """Generated samples of a trained run (``samples.npy``) by the slides' procedure.
 
-GAE: (1) pick a training image x_j uniformly, (2) z ~ q(z|x_j) (the prior's components are the
-stored encodings of all training images), (3) the decoder MEAN of z, not a Bernoulli/Gaussian
+GAE: (1) pick a training image x_j uniformly, (2) z from its prior component (q(z|x_j), or
+N(mu(x_j), I) with the default unit component variance; the components are stored with the
+model), (3) the decoder MEAN of z, not a Bernoulli/Gaussian
 draw: the Parzen literature scores means, and pixel noise would only lower those scores.
 VAE: z ~ N(0, I), then the decoder mean.
 """
