@@ -160,11 +160,11 @@ class _Objective:
                 f"(its bound has a KL part to scale); set models."
                 f"{parse_run_name(run).model}.warmup_epochs: 0 or e_step: posterior"
             )
-        learned_prior = settings.get("prior_variance", "posterior") != "posterior"
-        if learned_prior and self.e_step != "posterior":
+        shared_variance = settings.get("prior_variance", "posterior") != "posterior"
+        if shared_variance and self.e_step != "posterior":
             raise GaeError(
                 f"run {run}: prior_variance {settings['prior_variance']!r} needs a GAE with "
-                f"e_step: posterior (its bound is where the components' variance is learned); "
+                f"e_step: posterior (the sampled E-step draws z from each q(z|x_j) itself); "
                 f"remove models.{parse_run_name(run).model}.prior_variance"
             )
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -199,7 +199,7 @@ class _Objective:
 
     def _log_prior(self, model: GenerativeModel, index: torch.Tensor):
         """log p(z) for the posterior E-step: in-batch or nearest cached exemplars, with the
-        model's component variances (the encoder's own, or the learned shared one)."""
+        model's component variances (the encoder's own, or the shared unit / learned one)."""
         if self.candidates != "knn":
             return lambda z, mu, logvar: batch_exemplar_log_prior(
                 z, mu, model.component_logvar(logvar)
