@@ -28,6 +28,7 @@
 #   bash docs/study/run_cpu_study.sh component-full   # unit, seed 1234: all 10,000 test images
 #   bash docs/study/run_cpu_study.sh component-gap    # unit, depth 3: exact prior vs the bound
 #   bash docs/study/run_cpu_study.sh component-slides # gae-slides, current recipe, table 2
+#   bash docs/study/run_cpu_study.sh epochs50         # depth 2, GAE and VAE, 50 epochs
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
 # overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
@@ -161,6 +162,14 @@ case "${1:-}" in
     for depth in 1 2 3 4; do
       run=bmnist-gae-slides-L$depth-z50
       echo "slides-$run bash -c '$GAE train $run --config $CPU --config $STUDY/cpu-slides.yaml && $GAE loglik $run --config $CPU --config $STUDY/cpu-slides.yaml --config $STUDY/cpu-s1000.yaml'"
+    done | parallel_jobs ;;
+  epochs50)  # depth 2, GAE and VAE, 50 epochs: continues the 20-epoch runs' checkpoints (the
+    # epoch limit is not part of a run's fingerprint, and a resumed run is bit-identical)
+    for pair in "gae:$SHARED" "vae:$CHOSEN"; do
+      model=${pair%%:*}; src=${pair##*:}; run=bmnist-$model-L2-z50
+      mkdir -p "results/study-cpu/epochs50/runs/$run"
+      cp -n "results/study-cpu/$src/runs/$run/"{checkpoint.pt,train_log.csv} "results/study-cpu/epochs50/runs/$run/"
+      echo "epochs50-$run bash -c '$GAE train $run --config $CPU --config $STUDY/cpu-50epochs.yaml && $GAE loglik $run --config $CPU --config $STUDY/cpu-50epochs.yaml --config $STUDY/cpu-s1000.yaml'"
     done | parallel_jobs ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
