@@ -355,16 +355,37 @@ def architecture_from_config(
     }
 
 
+def trained_weights(model: GenerativeModel, device: str | torch.device | None = None) -> dict:
+    """Detached copies of everything training changes: encoder, decoder and, with
+    ``prior_variance: learned``, ``prior_logvar`` (None otherwise). The GAE's prior components
+    are derived from these (``set_exemplar_prior``). Used by model.pt and by checkpoints."""
+
+    def copy_of(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().clone() if device is None else t.detach().to(device, copy=True)
+
+    return {
+        "encoder": {k: copy_of(v) for k, v in model.encoder.state_dict().items()},
+        "decoder": {k: copy_of(v) for k, v in model.decoder.state_dict().items()},
+        "prior_logvar": None if model.prior_logvar is None else copy_of(model.prior_logvar),
+    }
+
+
+def load_trained_weights(model: GenerativeModel, weights: dict) -> None:
+    """The inverse of ``trained_weights`` (into a model built with the same architecture)."""
+    model.encoder.load_state_dict(weights["encoder"])
+    model.decoder.load_state_dict(weights["decoder"])
+    if model.prior_logvar is not None:
+        model.prior_logvar.data.copy_(weights["prior_logvar"])
+
+
 def save_model(model: GenerativeModel, path: str | Path) -> None:
     """Write model.pt atomically: weights, prior buffers, architecture, config and run."""
     payload = {
         "format_version": FORMAT_VERSION,
         "kind": model.kind,
         "architecture": model.architecture,
-        "encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
-        "decoder": {k: v.detach().cpu() for k, v in model.decoder.state_dict().items()},
+        **trained_weights(model, device="cpu"),
         "prior": model.prior.state() if model.prior is not None else None,
-        "prior_logvar": None if model.prior_logvar is None else model.prior_logvar.detach().cpu(),
         "meta": copy.deepcopy(model.meta),
     }
     atomic_torch_save(path, payload)
@@ -382,10 +403,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise GaeError(f"{path} is not a gae model of format {FORMAT_VERSION}; re-run gae train")
     model = build_model(payload["kind"], payload["architecture"], payload["meta"])
-    model.encoder.load_state_dict(payload["encoder"])
-    model.decoder.load_state_dict(payload["decoder"])
-    if model.prior_logvar is not None:
-        model.prior_logvar.data.copy_(payload["prior_logvar"])
+    load_trained_weights(model, payload)
     if payload["prior"] is not None:
         model.prior = prior_from_state(payload["prior"])
     return model.to(device).eval()

@@ -29,7 +29,14 @@ from tqdm import tqdm
 from gae.config import model_settings, parse_run_name, run_dir, run_spec
 from gae.errors import GaeError, TrainingError
 from gae.io import atomic_torch_save, atomic_write_text
-from gae.models import GenerativeModel, architecture_from_config, build_model, save_model
+from gae.models import (
+    GenerativeModel,
+    architecture_from_config,
+    build_model,
+    load_trained_weights,
+    save_model,
+    trained_weights,
+)
 from gae.objectives import (
     ObjectiveTerms,
     batch_exemplar_log_prior,
@@ -100,23 +107,6 @@ def _set_rng_states(
     perm_gen.set_state(states["perm"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _weights(model: GenerativeModel) -> dict[str, Any]:
-    weights: dict[str, Any] = {
-        "encoder": {k: v.detach().clone() for k, v in model.encoder.state_dict().items()},
-        "decoder": {k: v.detach().clone() for k, v in model.decoder.state_dict().items()},
-    }
-    if model.prior_logvar is not None:
-        weights["prior_logvar"] = model.prior_logvar.detach().clone()
-    return weights
-
-
-def _load_weights(model: GenerativeModel, weights: dict[str, Any]) -> None:
-    model.encoder.load_state_dict(weights["encoder"])
-    model.decoder.load_state_dict(weights["decoder"])
-    if model.prior_logvar is not None:
-        model.prior_logvar.data.copy_(weights["prior_logvar"])
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -356,7 +346,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                 f"run {run}: checkpoint {ckpt_path} was made with other settings (architecture, "
                 f"variant, seed, lr, batch size or data); re-run with --restart to start afresh"
             )
-        _load_weights(model, ckpt["weights"])
+        load_trained_weights(model, ckpt["weights"])
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_states(ckpt["rng"], noise_gen, perm_gen)
         state = ckpt["state"]
@@ -421,7 +411,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
             row["prior_std"] = prior_std.mean().item()
         state["log_rows"].append(row)
         if state["best"] is None or valid > state["best"]["valid"]:
-            state["best"] = {"epoch": epoch, "valid": valid, "weights": _weights(model)}
+            state["best"] = {"epoch": epoch, "valid": valid, "weights": trained_weights(model)}
             state["epochs_since_best"] = 0
         else:
             state["epochs_since_best"] += 1
@@ -440,7 +430,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                 "version": CHECKPOINT_VERSION,
                 "fingerprint": fingerprint,
                 "run": run,
-                "weights": _weights(model),
+                "weights": trained_weights(model),
                 "optimizer": optimizer.state_dict(),
                 "rng": _rng_states(noise_gen, perm_gen),
                 "state": state,
@@ -459,7 +449,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
 
     if state["best"] is None:
         raise TrainingError(f"run {run}: no epoch finished; nothing to save")
-    _load_weights(model, state["best"]["weights"])
+    load_trained_weights(model, state["best"]["weights"])
     model.eval()
     if kind == "gae":
         model.set_exemplar_prior(x_train)

@@ -55,10 +55,23 @@ parallel_jobs() {
   xargs -d '\n' -P "$JOBS" -I{} bash -c 'set -- {}; name=$1; shift; "$@" > "'"$LOGS"'/$name.log" 2>&1 || { echo "FAILED: $name (see '"$LOGS"'/$name.log)" >&2; exit 255; }'
 }
 
-study_job() {  # study_job RUN OVERLAY...: one job line: train, then S = 1,000 on 2,000 images
-  local run=$1; shift
+train_eval_job() {  # train_eval_job "EVAL ARGS" RUN OVERLAY...: one job line: train, then loglik
+  local eval=$1 run=$2; shift 2
   local c="--config $CPU"; for o in "$@"; do c="$c --config $o"; done
-  echo "bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml'"
+  echo "bash -c '$GAE train $run $c && $GAE loglik $run $c $eval'"
+}
+study_job() {  # study_job RUN OVERLAY...: train, then S = 1,000 on the first 2,000 test images
+  train_eval_job "--config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml" "$@"
+}
+full_study_job() {  # full_study_job RUN OVERLAY...: train, then S = 1,000 on all test images
+  train_eval_job "--config $STUDY/cpu-s1000.yaml" "$@"
+}
+full_eval_job() {  # full_eval_job VARIANT FULL_OVERLAY RUN: the variant's model, copied to its
+  # own folder (FULL_OVERLAY sets it), scored with S = 1,000 on all 10,000 test images
+  local variant=$1 full=$2 run=$3
+  mkdir -p "results/study-cpu/$variant-full/runs/$run"
+  cp -f "results/study-cpu/$variant/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$variant-full/runs/$run/"
+  echo "$variant-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$variant.yaml --config $STUDY/cpu-s1000.yaml --config $full"
 }
 
 link_preset_models() {  # seed 1234 = the preset's own models, evaluated in the study's tree
@@ -109,10 +122,7 @@ case "${1:-}" in
     done; done; done | parallel_jobs ;;
   clip-full)
     for depth in 1 2 3 4; do for model in gae vae; do
-      run=bmnist-$model-L$depth-z50
-      mkdir -p "results/study-cpu/$CHOSEN-full/runs/$run"
-      cp -f "results/study-cpu/$CHOSEN/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$CHOSEN-full/runs/$run/"
-      echo "$CHOSEN-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$CHOSEN.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-full.yaml"
+      full_eval_job "$CHOSEN" "$STUDY/cpu-full.yaml" "bmnist-$model-L$depth-z50"
     done; done | parallel_jobs ;;
   ablate)
     for a in noclip torchinit; do
@@ -148,10 +158,7 @@ case "${1:-}" in
     done; done | parallel_jobs ;;
   component-full)  # the VAEs come from clip-full
     for depth in 1 2 3 4; do
-      run=bmnist-gae-L$depth-z50
-      mkdir -p "results/study-cpu/$SHARED-full/runs/$run"
-      cp -f "results/study-cpu/$SHARED/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$SHARED-full/runs/$run/"
-      echo "$SHARED-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$SHARED.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-$SHARED-full.yaml"
+      full_eval_job "$SHARED" "$STUDY/cpu-$SHARED-full.yaml" "bmnist-gae-L$depth-z50"
     done | parallel_jobs ;;
   component-gap)
     run=bmnist-gae-L3-z50
@@ -161,7 +168,7 @@ case "${1:-}" in
   component-slides)  # gae-slides under the current recipe, all 10,000 test images
     for depth in 1 2 3 4; do
       run=bmnist-gae-slides-L$depth-z50
-      echo "slides-$run bash -c '$GAE train $run --config $CPU --config $STUDY/cpu-slides.yaml && $GAE loglik $run --config $CPU --config $STUDY/cpu-slides.yaml --config $STUDY/cpu-s1000.yaml'"
+      echo "slides-$run $(full_study_job "$run" "$STUDY/cpu-slides.yaml")"
     done | parallel_jobs ;;
   epochs50)  # depth 2, GAE and VAE, 50 epochs: continues the 20-epoch runs' checkpoints (the
     # epoch limit is not part of a run's fingerprint, and a resumed run is bit-identical)
@@ -169,7 +176,7 @@ case "${1:-}" in
       model=${pair%%:*}; src=${pair##*:}; run=bmnist-$model-L2-z50
       mkdir -p "results/study-cpu/epochs50/runs/$run"
       cp -n "results/study-cpu/$src/runs/$run/"{checkpoint.pt,train_log.csv} "results/study-cpu/epochs50/runs/$run/"
-      echo "epochs50-$run bash -c '$GAE train $run --config $CPU --config $STUDY/cpu-50epochs.yaml && $GAE loglik $run --config $CPU --config $STUDY/cpu-50epochs.yaml --config $STUDY/cpu-s1000.yaml'"
+      echo "epochs50-$run $(full_study_job "$run" "$STUDY/cpu-50epochs.yaml")"
     done | parallel_jobs ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
