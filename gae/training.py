@@ -276,6 +276,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     patience = int(train_cfg.get("patience", 30))
     clip_norm = train_cfg.get("grad_clip_norm")
     clip_limit = None if clip_norm is None else float(clip_norm)
+    lr_decay = train_cfg.get("lr_decay")  # {factor, patience} or None (constant rate)
     if train_cfg.get("num_threads"):
         torch.set_num_threads(int(train_cfg["num_threads"]))
     device = resolve_device(cfg)
@@ -309,6 +310,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
             "lr": train_cfg.get("lr"),
             "grad_clip_norm": clip_norm,
             "batch_size": batch_size,
+            **({"lr_decay": lr_decay} if lr_decay else {}),  # absent: older runs keep theirs
             "data_sha256": [
                 hashlib.sha256(np.ascontiguousarray(data[key]).tobytes()).hexdigest()
                 for key in ("x_train", "x_valid")
@@ -403,6 +405,8 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
         row: dict[str, Any] = {"epoch": epoch, "train_objective": sums["train_objective"] / n_train}
         row["valid_objective"] = valid
         row["seconds"] = round(time.perf_counter() - started, 3)
+        if lr_decay:
+            row["lr"] = optimizer.param_groups[0]["lr"]
         if objective.warmup:
             row["prior_weight"] = objective.prior_weight
         row.update({k: v / n_train for k, v in sums.items() if k != "train_objective"})
@@ -423,6 +427,11 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                     epoch,
                     state["best"]["epoch"],
                 )
+        since_best = state["epochs_since_best"]
+        if lr_decay and since_best > 0 and since_best % int(lr_decay["patience"]) == 0:
+            # a plateau: a smaller step from the next epoch on (resumed with the optimizer state)
+            for group in optimizer.param_groups:
+                group["lr"] *= float(lr_decay["factor"])
         state["epoch"] = epoch
         atomic_torch_save(
             ckpt_path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import json
 import os
 import signal
@@ -309,6 +310,34 @@ def test_gradient_clipping_bounds_the_norm_and_logs_it(
     cfg = _synthetic_cfg(tmp_path / "free", [run], epochs=2, grad_clip_norm=None)
     rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
     assert max(seen) > 0.5 and "grad_norm" not in rows[0]
+
+
+def test_learning_rate_decays_on_every_plateau_and_resumes_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.lr_decay {factor, patience}: after every `patience` epochs without validation
+    improvement the rate is multiplied by `factor`; the log records the rate of each epoch, and a
+    resumed run continues at the decayed rate (the optimizer state carries it)."""
+    run = "bmnist-vae-L1-z4"
+    scores = itertools.chain([-10.0, -9.0, -9.5, -9.6, -9.7, -8.0, -8.5, -8.6], itertools.repeat(0))
+    monkeypatch.setattr(training, "validation_elbo", lambda *args, **kwargs: next(scores))
+    decay = {"factor": 0.5, "patience": 2}
+    cfg = _synthetic_cfg(tmp_path, [run], epochs=5, patience=10, lr=1e-3, lr_decay=decay)
+    training.train_run(cfg, run)
+    cfg["train"]["epochs"] = 8
+    rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
+    # no improvement after epochs 3 and 4 -> halved from epoch 5; improvement at 6 resets the count
+    assert [float(r["lr"]) for r in rows] == pytest.approx(
+        [1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4]
+    )
+    constant = _read_log(
+        training.train_run(_synthetic_cfg(tmp_path / "c", [run], epochs=1), run).parent
+        / "train_log.csv"
+    )
+    assert "lr" not in constant[0]
+    cfg["train"]["lr_decay"] = {"factor": 0.5, "patience": 3}
+    with pytest.raises(TrainingError, match="other settings"):
+        training.train_run(cfg, run)
 
 
 def test_neighbour_lists_are_searched_every_refresh_interval_and_codes_every_epoch(

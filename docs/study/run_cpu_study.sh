@@ -29,6 +29,12 @@
 #   bash docs/study/run_cpu_study.sh component-gap    # unit, depth 3: exact prior vs the bound
 #   bash docs/study/run_cpu_study.sh component-slides # gae-slides, current recipe, table 2
 #   bash docs/study/run_cpu_study.sh epochs50         # depth 2, GAE and VAE, 50 epochs
+#   bash docs/study/run_cpu_study.sh component-seeds-full  # seeds 2 and 3 of the unit GAE and
+#                                            # the VAE, depths 1-2: all 10,000 test images
+#   bash docs/study/run_cpu_study.sh paper-d2         # the PAPER preset (300 epochs, patience 30,
+#                                            # S = 5,000, all test images) on this CPU, depth 2
+#   bash docs/study/run_cpu_study.sh lrdecay          # depth 2, GAE and VAE, the learning rate
+#                                            # halved on every 2-epoch plateau
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
 # overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
@@ -177,6 +183,24 @@ case "${1:-}" in
       mkdir -p "results/study-cpu/epochs50/runs/$run"
       cp -n "results/study-cpu/$src/runs/$run/"{checkpoint.pt,train_log.csv} "results/study-cpu/epochs50/runs/$run/"
       echo "epochs50-$run $(full_study_job "$run" "$STUDY/cpu-50epochs.yaml")"
+    done | parallel_jobs ;;
+  component-seeds-full)  # the seed-2/3 models of component-seeds (GAE) and clip-seeds (VAE)
+    for seed in 2 3; do for depth in 1 2; do
+      full_eval_job "$SHARED-seed$seed" "$STUDY/cpu-$SHARED-seed$seed-full.yaml" "bmnist-gae-L$depth-z50"
+      full_eval_job "$CHOSEN-seed$seed" "$STUDY/cpu-$CHOSEN-seed$seed-full.yaml" "bmnist-vae-L$depth-z50"
+    done; done | parallel_jobs ;;
+  paper-d2)  # the paper preset's depth-2 GAE and VAE, continued from the CPU preset's checkpoints
+    # (GAE: epoch 20, not yet stopped; VAE: epoch 50 of epochs50, 8 epochs since its best)
+    for pair in "gae:$SHARED" "vae:epochs50"; do
+      model=${pair%%:*}; src=${pair##*:}; run=bmnist-$model-L2-z50
+      mkdir -p "results/study-cpu/paper/runs/$run"
+      cp -n "results/study-cpu/$src/runs/$run/"{checkpoint.pt,train_log.csv} "results/study-cpu/paper/runs/$run/"
+      c="--config $STUDY/paper-on-cpu.yaml"
+      echo "paper-$run bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/paper-k200.yaml'"
+    done | parallel_jobs ;;
+  lrdecay)
+    for model in gae vae; do
+      echo "lrdecay-bmnist-$model-L2-z50 $(study_job "bmnist-$model-L2-z50" "$STUDY/cpu-lrdecay.yaml")"
     done | parallel_jobs ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
