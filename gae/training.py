@@ -261,6 +261,14 @@ def validation_elbo(
     return total / x_valid.shape[0]
 
 
+def _decay_due(lr_decay: dict[str, Any], epoch: int, epochs_since_best: int) -> bool:
+    """Whether the learning rate steps down after this epoch: every ``every`` epochs (a fixed
+    schedule), or after every ``patience`` epochs without validation improvement (a plateau)."""
+    if "every" in lr_decay:
+        return epoch % int(lr_decay["every"]) == 0
+    return epochs_since_best > 0 and epochs_since_best % int(lr_decay["patience"]) == 0
+
+
 def _fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -276,7 +284,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     patience = int(train_cfg.get("patience", 30))
     clip_norm = train_cfg.get("grad_clip_norm")
     clip_limit = None if clip_norm is None else float(clip_norm)
-    lr_decay = train_cfg.get("lr_decay")  # {factor, patience} or None (constant rate)
+    lr_decay = train_cfg.get("lr_decay")  # {factor, every | patience} or None (constant rate)
     if train_cfg.get("num_threads"):
         torch.set_num_threads(int(train_cfg["num_threads"]))
     device = resolve_device(cfg)
@@ -427,10 +435,8 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                     epoch,
                     state["best"]["epoch"],
                 )
-        since_best = state["epochs_since_best"]
-        if lr_decay and since_best > 0 and since_best % int(lr_decay["patience"]) == 0:
-            # a plateau: a smaller step from the next epoch on (resumed with the optimizer state)
-            for group in optimizer.param_groups:
+        if lr_decay and _decay_due(lr_decay, epoch, state["epochs_since_best"]):
+            for group in optimizer.param_groups:  # resumed with the optimizer state
                 group["lr"] *= float(lr_decay["factor"])
         state["epoch"] = epoch
         atomic_torch_save(

@@ -64,6 +64,9 @@ def test_bad_value_names_the_key(tmp_path):
     cfg["train"]["lr_decay"] = {"factor": 1.5, "patience": 2}  # a "decay" that grows the rate
     with pytest.raises(ConfigError, match=r"train\.lr_decay\.factor"):
         load_config(base=_write(tmp_path, cfg))
+    cfg["train"]["lr_decay"] = {"factor": 0.5, "patience": 2, "every": 5}  # which one?
+    with pytest.raises(ConfigError, match=r"train\.lr_decay.*exactly one of 'every'"):
+        load_config(base=_write(tmp_path, cfg))
 
 
 def test_unknown_model_and_evaluate_not_in_runs(tmp_path):

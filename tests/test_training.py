@@ -312,12 +312,13 @@ def test_gradient_clipping_bounds_the_norm_and_logs_it(
     assert max(seen) > 0.5 and "grad_norm" not in rows[0]
 
 
-def test_learning_rate_decays_on_every_plateau_and_resumes_with_it(
+def test_learning_rate_decays_on_plateaus_or_on_a_schedule_and_resumes_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """train.lr_decay {factor, patience}: after every `patience` epochs without validation
     improvement the rate is multiplied by `factor`; the log records the rate of each epoch, and a
-    resumed run continues at the decayed rate (the optimizer state carries it)."""
+    resumed run continues at the decayed rate (the optimizer state carries it). {factor, every}:
+    a fixed step schedule."""
     run = "bmnist-vae-L1-z4"
     scores = itertools.chain([-10.0, -9.0, -9.5, -9.6, -9.7, -8.0, -8.5, -8.6], itertools.repeat(0))
     monkeypatch.setattr(training, "validation_elbo", lambda *args, **kwargs: next(scores))
@@ -338,6 +339,12 @@ def test_learning_rate_decays_on_every_plateau_and_resumes_with_it(
     cfg["train"]["lr_decay"] = {"factor": 0.5, "patience": 3}
     with pytest.raises(TrainingError, match="other settings"):
         training.train_run(cfg, run)
+    # a fixed schedule: every 3 epochs, whatever the validation does
+    cfg = _synthetic_cfg(
+        tmp_path / "s", [run], epochs=7, patience=10, lr=1e-3, lr_decay={"factor": 0.1, "every": 3}
+    )
+    rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3] * 3 + [1e-4] * 3 + [1e-5])
 
 
 def test_neighbour_lists_are_searched_every_refresh_interval_and_codes_every_epoch(

@@ -35,6 +35,8 @@
 #                                            # S = 5,000, all test images) on this CPU, depth 2
 #   bash docs/study/run_cpu_study.sh lrdecay          # depth 2, GAE and VAE, the learning rate
 #                                            # halved on every 2-epoch plateau
+#   bash docs/study/run_cpu_study.sh lrstep5 DEPTH... # GAE and VAE, the learning rate halved
+#                                            # every 5 epochs
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
 # overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
@@ -202,6 +204,10 @@ case "${1:-}" in
     for model in gae vae; do
       echo "lrdecay-bmnist-$model-L2-z50 $(study_job "bmnist-$model-L2-z50" "$STUDY/cpu-lrdecay.yaml")"
     done | parallel_jobs ;;
+  lrstep5)
+    shift; for depth in "${@:-2}"; do for model in gae vae; do
+      echo "lrstep5-bmnist-$model-L$depth-z50 $(study_job "bmnist-$model-L$depth-z50" "$STUDY/cpu-lrstep5.yaml")"
+    done; done | parallel_jobs ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
   *)
