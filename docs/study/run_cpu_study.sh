@@ -33,8 +33,8 @@
 #                                            # the VAE, depths 1-2: all 10,000 test images
 #   bash docs/study/run_cpu_study.sh paper-d2         # the PAPER preset (300 epochs, patience 30,
 #                                            # S = 5,000, all test images) on this CPU, depth 2
-#   bash docs/study/run_cpu_study.sh lrdecay          # depth 2, GAE and VAE, the learning rate
-#                                            # halved on every 2-epoch plateau
+#   bash docs/study/run_cpu_study.sh lrdecay [MODEL:DEPTH...]  # the learning rate halved on
+#                                            # every 2-epoch plateau (default gae:2 vae:2)
 #   bash docs/study/run_cpu_study.sh lrstep5 DEPTH... # GAE and VAE, the learning rate halved
 #                                            # every 5 epochs
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
@@ -200,9 +200,11 @@ case "${1:-}" in
       c="--config $STUDY/paper-on-cpu.yaml"
       echo "paper-$run bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/paper-k200.yaml'"
     done | parallel_jobs ;;
-  lrdecay)
-    for model in gae vae; do
-      echo "lrdecay-bmnist-$model-L2-z50 $(study_job "bmnist-$model-L2-z50" "$STUDY/cpu-lrdecay.yaml")"
+  lrdecay)  # MODEL:DEPTH pairs (default gae:2 vae:2)
+    shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:2 vae:2)
+    for pair in "${pairs[@]}"; do
+      run=bmnist-${pair%%:*}-L${pair##*:}-z50
+      echo "lrdecay-$run $(study_job "$run" "$STUDY/cpu-lrdecay.yaml")"
     done | parallel_jobs ;;
   lrstep5)
     shift; for depth in "${@:-2}"; do for model in gae vae; do
