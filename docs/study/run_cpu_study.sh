@@ -35,8 +35,12 @@
 #                                            # S = 5,000, all test images) on this CPU, depth 2
 #   bash docs/study/run_cpu_study.sh lrdecay [MODEL:DEPTH...]  # the learning rate halved on
 #                                            # every 2-epoch plateau (default gae:2 vae:2)
+#   bash docs/study/run_cpu_study.sh paper-d2-first2000  # its models at S = 1,000 on the first
+#                                            # 2,000 test images (the S = 5,000 run was stopped)
 #   bash docs/study/run_cpu_study.sh lrstep5 DEPTH... # GAE and VAE, the learning rate halved
 #                                            # every 5 epochs
+#   bash docs/study/run_cpu_study.sh lrstep5-full     # those models on all 10,000 test images
+#   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
 # overlays restore them, and eval-preset/gap read a CPU-preset run of that commit); clip, clip-seeds,
@@ -200,6 +204,11 @@ case "${1:-}" in
       c="--config $STUDY/paper-on-cpu.yaml"
       echo "paper-$run bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/paper-k200.yaml'"
     done | parallel_jobs ;;
+  paper-d2-first2000)
+    for model in gae vae; do
+      run=bmnist-$model-L2-z50
+      echo "paper-first2000-$run $GAE loglik $run --config $STUDY/paper-on-cpu.yaml --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml"
+    done | parallel_jobs ;;
   lrdecay)  # MODEL:DEPTH pairs (default gae:2 vae:2)
     shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:2 vae:2)
     for pair in "${pairs[@]}"; do
@@ -210,6 +219,12 @@ case "${1:-}" in
     shift; for depth in "${@:-2}"; do for model in gae vae; do
       echo "lrstep5-bmnist-$model-L$depth-z50 $(study_job "bmnist-$model-L$depth-z50" "$STUDY/cpu-lrstep5.yaml")"
     done; done | parallel_jobs ;;
+  lrstep5-full)
+    for depth in 1 2 3 4; do for model in gae vae; do
+      full_eval_job lrstep5 "$STUDY/cpu-lrstep5-full.yaml" "bmnist-$model-L$depth-z50"
+    done; done | parallel_jobs ;;
+  lr-plots)
+    "$PY" "$STUDY/plot_learning_rate.py" ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
   *)

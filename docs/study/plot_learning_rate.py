@@ -1,0 +1,197 @@
+"""Tables and figure of the learning-rate study (docs/gae-study.md, "The learning rate"), from the
+runs' own files under results/study-cpu/.
+
+Three schedules, the same for the GAE and the VAE at every depth: constant 1e-3 (the runs of the
+component-variance study: `unit` GAE, `clip-warmup5` VAE), halved on every 2-epoch validation
+plateau (`lrdecay`) and halved every 5 epochs (`lrstep5`). Writes
+docs/study/figures/cpu_learning_rate.png and docs/study/cpu-learning-rate-tables.md. Run by
+`bash docs/study/run_cpu_study.sh lr-plots` after the `lrdecay`, `lrstep5` and `lrstep5-full`
+steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from plot_cpu_study import CHOSEN, DEPTHS, FIRST, OUT, STUDY, per_image, run_name, sem  # noqa: E402
+
+from gae.tables import SLIDES_TABLE2  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SHARED = "unit"  # the GAE variant of the component study (run_cpu_study.sh)
+STEP = "lrstep5"  # the schedule that became the CPU preset's default
+# schedule -> (label, GAE folder, VAE folder), first 2,000 test images
+SCHEDULES = {
+    "constant": ("constant 1e-3", SHARED, CHOSEN),
+    "plateau": ("halved on 2-epoch plateaus", "lrdecay", "lrdecay"),
+    "step": ("halved every 5 epochs", STEP, STEP),
+}
+FULL = {"constant": (f"{SHARED}-full", f"{CHOSEN}-full"), "step": (f"{STEP}-full", f"{STEP}-full")}
+
+
+def scores(folder: str, model: str, depth: int, n: int | None = FIRST) -> np.ndarray | None:
+    values = per_image(STUDY / folder, run_name(model, depth))
+    if values is None or (n is None and len(values) != 10000):
+        return None
+    return values if n is None else values[:n]
+
+
+def cell(values: np.ndarray | None) -> str:
+    return "–" if values is None else f"{values.mean():.2f} ± {sem(values):.2f}"
+
+
+def diff(a: np.ndarray | None, b: np.ndarray | None) -> str:
+    if a is None or b is None:
+        return "–"
+    d = a - b
+    return f"{d.mean():+.2f} ± {sem(d):.2f}"
+
+
+def schedule_table() -> str:
+    """Every schedule at every depth, first 2,000 test images, paired differences."""
+    lines = [
+        "| schedule | depth | GAE | VAE | GAE − VAE (paired) | GAE vs constant | VAE vs constant |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, (label, gae_dir, vae_dir) in SCHEDULES.items():
+        for depth in DEPTHS:
+            g, v = scores(gae_dir, "gae", depth), scores(vae_dir, "vae", depth)
+            if g is None and v is None:
+                continue
+            g0, v0 = scores(SHARED, "gae", depth), scores(CHOSEN, "vae", depth)
+            rel = key != "constant"
+            lines.append(
+                f"| {label} | {depth} | {cell(g)} | {cell(v)} | {diff(g, v)} | "
+                f"{diff(g, g0) if rel else ''} | {diff(v, v0) if rel else ''} |"
+            )
+    return "\n".join(lines)
+
+
+def best_vae_table() -> str:
+    """The step-schedule GAE against the VAE under each schedule (first 2,000 test images)."""
+    lines = [
+        "| depth | GAE (halved every 5) | VAE constant | VAE plateaus | VAE every 5 "
+        "| GAE − best VAE (paired) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for depth in DEPTHS:
+        g = scores(STEP, "gae", depth)
+        vaes = {k: scores(SCHEDULES[k][2], "vae", depth) for k in SCHEDULES}
+        known = {k: v for k, v in vaes.items() if v is not None}
+        best = max(known.values(), key=np.mean) if known else None
+        lines.append(
+            f"| {depth} | {cell(g)} | "
+            + " | ".join(cell(vaes[k]) for k in SCHEDULES)
+            + f" | {diff(g, best)} |"
+        )
+    return "\n".join(lines)
+
+
+def full_table() -> str:
+    """Table 2 under the step schedule: all 10,000 test images, the slides' numbers beside."""
+    lines = [
+        "| depth | VAE (every 5) | GAE (every 5) | GAE − VAE (paired) | diff / s.e. "
+        "| GAE vs constant (paired) | VAE vs constant (paired) | slides: GAE / VAE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for depth in DEPTHS:
+        g, v = (
+            scores(FULL["step"][0], "gae", depth, None),
+            scores(FULL["step"][1], "vae", depth, None),
+        )
+        g0 = scores(FULL["constant"][0], "gae", depth, None)
+        v0 = scores(FULL["constant"][1], "vae", depth, None)
+        ratio = "–" if g is None or v is None else f"{(g - v).mean() / sem(g - v):+.1f}"
+        slides = f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
+        lines.append(
+            f"| {depth} | {cell(v)} | {cell(g)} | {diff(g, v)} | {ratio} | {diff(g, g0)} | "
+            f"{diff(v, v0)} | {slides} |"
+        )
+    return "\n".join(lines)
+
+
+def valid_curve(folder: str, run: str) -> pd.DataFrame | None:
+    path = STUDY / folder / "runs" / run / "train_log.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def plot() -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    ax = axes[0]
+    curves = [  # (folder, label, style); the constant runs continued to 50 / the paper preset
+        ("paper", "constant, paper preset (patience 30)", ":"),
+        (SHARED, "constant", "-"),
+        ("lrdecay", "halved on 2-epoch plateaus", "--"),
+        (STEP, "halved every 5 epochs", "-."),
+    ]
+    for model, colour in (("gae", "C0"), ("vae", "C3")):
+        for folder, label, style in curves:
+            src = folder if not (folder == SHARED and model == "vae") else CHOSEN
+            log = valid_curve(src, run_name(model, 2))
+            if log is not None:
+                ax.plot(
+                    log.epoch,
+                    log.valid_objective,
+                    style,
+                    color=colour,
+                    label=f"{model.upper()}, {label}",
+                )
+    ax.set_xlim(0, 110)
+    ax.set_ylim(-106, -99)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation bound (nats)")
+    ax.set_title("depth 2: validation bound by schedule")
+    ax.legend(fontsize=7)
+
+    ax = axes[1]
+    for i, (label, gae_dir, vae_dir) in enumerate(SCHEDULES.values()):
+        for model, folder, marker in (("gae", gae_dir, "o"), ("vae", vae_dir, "s")):
+            pts = [(d, scores(folder, model, d)) for d in DEPTHS]
+            pts = [(d, v) for d, v in pts if v is not None]
+            if not pts:
+                continue
+            x = np.array([d for d, _ in pts]) + (i - 1) * 0.1
+            ax.errorbar(
+                x,
+                [v.mean() for _, v in pts],
+                yerr=[2 * sem(v) for _, v in pts],
+                fmt=marker,
+                color=f"C{i}",
+                mfc=f"C{i}" if model == "gae" else "none",
+                label=f"{model.upper()}, {label}",
+            )
+    ax.axhline(-90, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(DEPTHS)
+    ax.set_xlabel("depth")
+    ax.set_ylabel("test log p(x), first 2,000 images (± 2 s.e.)")
+    ax.set_title("test log-likelihood by schedule (20 epochs, S = 1,000)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    OUT.mkdir(parents=True, exist_ok=True)
+    fig.savefig(OUT / "cpu_learning_rate.png", dpi=110)
+
+
+def main() -> None:
+    text = (
+        "# Learning-rate study tables (generated by docs/study/plot_learning_rate.py)\n\n"
+        "## Every schedule, first 2,000 test images\n\n"
+        + schedule_table()
+        + "\n\n## The GAE halved every 5 epochs against the VAE under each schedule\n\n"
+        + best_vae_table()
+        + "\n\n## Halved every 5 epochs, all 10,000 test images\n\n"
+        + full_table()
+        + "\n"
+    )
+    (HERE / "cpu-learning-rate-tables.md").write_text(text)
+    plot()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
