@@ -153,12 +153,6 @@ def validate_config(cfg: dict[str, Any], source: str = "configuration") -> None:
                 f"{source}: 'evaluate.{evaluation}' lists {missing}, which are not in 'runs'; "
                 f"add them to 'runs' or remove them here"
             )
-    decay = cfg["train"].get("lr_decay") or {}
-    if decay and ("every" in decay) == ("patience" in decay):
-        raise ConfigError(
-            f"{source}: 'train.lr_decay' needs exactly one of 'every' (a fixed schedule) or "
-            f"'patience' (on plateaus), got {decay}"
-        )
     model = cfg["model"]
     if model.get("logvar_min", -6.0) >= model.get("logvar_max", 2.0):
         raise ConfigError(f"{source}: 'model.logvar_min' must be below 'model.logvar_max'")

@@ -261,6 +261,19 @@ def validation_elbo(
     return total / x_valid.shape[0]
 
 
+def _lr_decay(train_cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """train.lr_schedule as {factor, every} (step) or {factor, patience} (plateau); None when
+    constant. This dict is what the run's fingerprint records."""
+    schedule = train_cfg.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return None
+    key = "every" if schedule == "step" else "patience"
+    return {
+        "factor": float(train_cfg.get("lr_decay_factor", 0.5)),
+        key: int(train_cfg.get("lr_decay_epochs", 5)),
+    }
+
+
 def _decay_due(lr_decay: dict[str, Any], epoch: int, epochs_since_best: int) -> bool:
     """Whether the learning rate steps down after this epoch: every ``every`` epochs (a fixed
     schedule), or after every ``patience`` epochs without validation improvement (a plateau)."""
@@ -284,7 +297,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
     patience = int(train_cfg.get("patience", 30))
     clip_norm = train_cfg.get("grad_clip_norm")
     clip_limit = None if clip_norm is None else float(clip_norm)
-    lr_decay = train_cfg.get("lr_decay")  # {factor, every | patience} or None (constant rate)
+    lr_decay = _lr_decay(train_cfg)
     if train_cfg.get("num_threads"):
         torch.set_num_threads(int(train_cfg["num_threads"]))
     device = resolve_device(cfg)

@@ -61,11 +61,12 @@ def test_bad_value_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.lr"):
         load_config(base=_write(tmp_path, cfg))
     cfg["train"]["lr"] = 1e-3
-    cfg["train"]["lr_decay"] = {"factor": 1.5, "patience": 2}  # a "decay" that grows the rate
-    with pytest.raises(ConfigError, match=r"train\.lr_decay\.factor"):
+    cfg["train"]["lr_decay_factor"] = 1.5  # a "decay" that grows the rate
+    with pytest.raises(ConfigError, match=r"train\.lr_decay_factor"):
         load_config(base=_write(tmp_path, cfg))
-    cfg["train"]["lr_decay"] = {"factor": 0.5, "patience": 2, "every": 5}  # which one?
-    with pytest.raises(ConfigError, match=r"train\.lr_decay.*exactly one of 'every'"):
+    cfg["train"]["lr_decay_factor"] = 0.5
+    cfg["train"]["lr_schedule"] = "cosine"
+    with pytest.raises(ConfigError, match=r"train\.lr_schedule.*'cosine'"):
         load_config(base=_write(tmp_path, cfg))
 
 

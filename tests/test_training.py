@@ -315,15 +315,15 @@ def test_gradient_clipping_bounds_the_norm_and_logs_it(
 def test_learning_rate_decays_on_plateaus_or_on_a_schedule_and_resumes_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """train.lr_decay {factor, patience}: after every `patience` epochs without validation
-    improvement the rate is multiplied by `factor`; the log records the rate of each epoch, and a
-    resumed run continues at the decayed rate (the optimizer state carries it). {factor, every}:
-    a fixed step schedule."""
+    """train.lr_schedule plateau: after every lr_decay_epochs epochs without validation
+    improvement the rate is multiplied by lr_decay_factor; the log records the rate of each epoch,
+    and a resumed run continues at the decayed rate (the optimizer state carries it). step: a
+    fixed schedule. constant: no lr column."""
     run = "bmnist-vae-L1-z4"
     scores = itertools.chain([-10.0, -9.0, -9.5, -9.6, -9.7, -8.0, -8.5, -8.6], itertools.repeat(0))
     monkeypatch.setattr(training, "validation_elbo", lambda *args, **kwargs: next(scores))
-    decay = {"factor": 0.5, "patience": 2}
-    cfg = _synthetic_cfg(tmp_path, [run], epochs=5, patience=10, lr=1e-3, lr_decay=decay)
+    decay = {"lr_schedule": "plateau", "lr_decay_factor": 0.5, "lr_decay_epochs": 2}
+    cfg = _synthetic_cfg(tmp_path, [run], epochs=5, patience=10, lr=1e-3, **decay)
     training.train_run(cfg, run)
     cfg["train"]["epochs"] = 8
     rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
@@ -332,16 +332,25 @@ def test_learning_rate_decays_on_plateaus_or_on_a_schedule_and_resumes_with_it(
         [1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4]
     )
     constant = _read_log(
-        training.train_run(_synthetic_cfg(tmp_path / "c", [run], epochs=1), run).parent
+        training.train_run(
+            _synthetic_cfg(tmp_path / "c", [run], epochs=1, lr_schedule="constant"), run
+        ).parent
         / "train_log.csv"
     )
     assert "lr" not in constant[0]
-    cfg["train"]["lr_decay"] = {"factor": 0.5, "patience": 3}
+    cfg["train"]["lr_decay_epochs"] = 3
     with pytest.raises(TrainingError, match="other settings"):
         training.train_run(cfg, run)
     # a fixed schedule: every 3 epochs, whatever the validation does
     cfg = _synthetic_cfg(
-        tmp_path / "s", [run], epochs=7, patience=10, lr=1e-3, lr_decay={"factor": 0.1, "every": 3}
+        tmp_path / "s",
+        [run],
+        epochs=7,
+        patience=10,
+        lr=1e-3,
+        lr_schedule="step",
+        lr_decay_factor=0.1,
+        lr_decay_epochs=3,
     )
     rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
     assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3] * 3 + [1e-4] * 3 + [1e-5])
