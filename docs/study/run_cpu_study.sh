@@ -39,7 +39,7 @@
 #                                            # 2,000 test images (the S = 5,000 run was stopped)
 #   bash docs/study/run_cpu_study.sh lrstep5 DEPTH... # GAE and VAE, the learning rate halved
 #                                            # every 5 epochs
-#   bash docs/study/run_cpu_study.sh lrstep5-full     # those models on all 10,000 test images
+#   bash docs/study/run_cpu_study.sh lrstep5-full [DEPTH...]  # those models, all 10,000 test images
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
@@ -220,7 +220,7 @@ case "${1:-}" in
       echo "lrstep5-bmnist-$model-L$depth-z50 $(study_job "bmnist-$model-L$depth-z50" "$STUDY/cpu-lrstep5.yaml")"
     done; done | parallel_jobs ;;
   lrstep5-full)
-    for depth in 1 2 3 4; do for model in gae vae; do
+    shift; for depth in ${@:-1 2 3 4}; do for model in gae vae; do
       full_eval_job lrstep5 "$STUDY/cpu-lrstep5-full.yaml" "bmnist-$model-L$depth-z50"
     done; done | parallel_jobs ;;
   lr-plots)
