@@ -37,8 +37,8 @@
 #                                            # every 2-epoch plateau (default gae:2 vae:2)
 #   bash docs/study/run_cpu_study.sh paper-d2-first2000  # its models at S = 1,000 on the first
 #                                            # 2,000 test images (the S = 5,000 run was stopped)
-#   bash docs/study/run_cpu_study.sh lrstep5 DEPTH... # GAE and VAE, the learning rate halved
-#                                            # every 5 epochs
+#   bash docs/study/run_cpu_study.sh lrstep 5 DEPTH...  # GAE and VAE, the learning rate halved
+#                                            # every 5 epochs (lrstep 4: every 4)
 #   bash docs/study/run_cpu_study.sh lrstep5-full [DEPTH...]  # those models, all 10,000 test images
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
@@ -215,9 +215,9 @@ case "${1:-}" in
       run=bmnist-${pair%%:*}-L${pair##*:}-z50
       echo "lrdecay-$run $(study_job "$run" "$STUDY/cpu-lrdecay.yaml")"
     done | parallel_jobs ;;
-  lrstep5)
-    shift; for depth in "${@:-2}"; do for model in gae vae; do
-      echo "lrstep5-bmnist-$model-L$depth-z50 $(study_job "bmnist-$model-L$depth-z50" "$STUDY/cpu-lrstep5.yaml")"
+  lrstep)  # EVERY [DEPTH...]: docs/study/cpu-lrstepEVERY.yaml
+    every=$2; shift 2; for depth in ${@:-2}; do for model in gae vae; do
+      echo "lrstep$every-bmnist-$model-L$depth-z50 $(study_job "bmnist-$model-L$depth-z50" "$STUDY/cpu-lrstep$every.yaml")"
     done; done | parallel_jobs ;;
   lrstep5-full)
     shift; for depth in ${@:-1 2 3 4}; do for model in gae vae; do
