@@ -39,6 +39,7 @@
 #                                            # 2,000 test images (the S = 5,000 run was stopped)
 #   bash docs/study/run_cpu_study.sh lrstep 5 DEPTH...  # GAE and VAE, the learning rate halved
 #                                            # every 5 epochs (lrstep 4: every 4)
+#   bash docs/study/run_cpu_study.sh lrstep5-seeds [DEPTH...]  # seeds 2 and 3 (default depth 2)
 #   bash docs/study/run_cpu_study.sh lrstep5-full [DEPTH...]  # those models, all 10,000 test images
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
@@ -219,6 +220,11 @@ case "${1:-}" in
     every=$2; shift 2; for depth in ${@:-2}; do for model in gae vae; do
       echo "lrstep$every-bmnist-$model-L$depth-z50 $(study_job "bmnist-$model-L$depth-z50" "$STUDY/cpu-lrstep$every.yaml")"
     done; done | parallel_jobs ;;
+  lrstep5-seeds)
+    shift; for seed in 2 3; do for depth in ${@:-2}; do for model in gae vae; do
+      run=bmnist-$model-L$depth-z50
+      echo "lrstep5-seed$seed-$run $(study_job "$run" "$STUDY/cpu-lrstep5.yaml" "$STUDY/cpu-lrstep5-seed$seed.yaml")"
+    done; done; done | parallel_jobs ;;
   lrstep5-full)
     shift; for depth in ${@:-1 2 3 4}; do for model in gae vae; do
       full_eval_job lrstep5 "$STUDY/cpu-lrstep5-full.yaml" "bmnist-$model-L$depth-z50"
