@@ -278,8 +278,8 @@ def _decay_due(lr_decay: dict[str, Any], epoch: int, epochs_since_best: int) -> 
     """Whether the learning rate steps down after this epoch: every ``every`` epochs (a fixed
     schedule), or after every ``patience`` epochs without validation improvement (a plateau)."""
     if "every" in lr_decay:
-        return epoch % int(lr_decay["every"]) == 0
-    return epochs_since_best > 0 and epochs_since_best % int(lr_decay["patience"]) == 0
+        return epoch % lr_decay["every"] == 0
+    return epochs_since_best > 0 and epochs_since_best % lr_decay["patience"] == 0
 
 
 def _fingerprint(parts: dict[str, Any]) -> str:
@@ -367,7 +367,8 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
         if ckpt.get("version") != CHECKPOINT_VERSION or ckpt.get("fingerprint") != fingerprint:
             raise TrainingError(
                 f"run {run}: checkpoint {ckpt_path} was made with other settings (architecture, "
-                f"variant, seed, lr, batch size or data); re-run with --restart to start afresh"
+                f"variant, seed, lr or its schedule, batch size or data); re-run with --restart "
+                f"to start afresh"
             )
         load_trained_weights(model, ckpt["weights"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -450,7 +451,7 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
                 )
         if lr_decay and _decay_due(lr_decay, epoch, state["epochs_since_best"]):
             for group in optimizer.param_groups:  # resumed with the optimizer state
-                group["lr"] *= float(lr_decay["factor"])
+                group["lr"] *= lr_decay["factor"]
         state["epoch"] = epoch
         atomic_torch_save(
             ckpt_path,

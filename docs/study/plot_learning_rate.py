@@ -100,7 +100,7 @@ def full_table() -> str:
         ("VAE (default: every 5)", FULL["step"][1], "vae"),
         ("VAE, constant", FULL["constant"][1], "vae"),
         ("gae-slides, constant", "slides", "gae-slides"),
-        ("GAE posterior components, constant (former)", FULL["constant"][1], "gae"),
+        ("GAE posterior components, constant (former)", f"{CHOSEN}-full", "gae"),
         ("GAE unit, constant", FULL["constant"][0], "gae"),
         ("GAE (default: unit, every 5)", FULL["step"][0], "gae"),
     ]
@@ -126,13 +126,13 @@ def full_gain_table() -> str:
     """The step schedule against the constant rate, paired, all 10,000 test images."""
     lines = ["| depth | GAE: every 5 − constant | VAE: every 5 − constant |", "|---|---|---|"]
     for depth in DEPTHS:
-        g, v = (
-            scores(FULL["step"][0], "gae", depth, None),
-            scores(FULL["step"][1], "vae", depth, None),
-        )
-        g0 = scores(FULL["constant"][0], "gae", depth, None)
-        v0 = scores(FULL["constant"][1], "vae", depth, None)
-        lines.append(f"| {depth} | {diff(g, g0)} | {diff(v, v0)} |")
+        gains = [  # FULL's folders are (GAE, VAE)
+            diff(scores(step, model, depth, None), scores(constant, model, depth, None))
+            for model, step, constant in zip(
+                ("gae", "vae"), FULL["step"], FULL["constant"], strict=True
+            )
+        ]
+        lines.append(f"| {depth} | " + " | ".join(gains) + " |")
     return "\n".join(lines)
 
 

@@ -33,10 +33,10 @@
 #                                            # the VAE, depths 1-2: all 10,000 test images
 #   bash docs/study/run_cpu_study.sh paper-d2         # the PAPER preset (300 epochs, patience 30,
 #                                            # S = 5,000, all test images) on this CPU, depth 2
-#   bash docs/study/run_cpu_study.sh lrdecay [MODEL:DEPTH...]  # the learning rate halved on
-#                                            # every 2-epoch plateau (default gae:2 vae:2)
 #   bash docs/study/run_cpu_study.sh paper-d2-first2000  # its models at S = 1,000 on the first
 #                                            # 2,000 test images (the S = 5,000 run was stopped)
+#   bash docs/study/run_cpu_study.sh lrdecay [MODEL:DEPTH...]  # the learning rate halved on
+#                                            # every 2-epoch plateau (default gae:2 vae:2)
 #   bash docs/study/run_cpu_study.sh lrstep 5 DEPTH...  # GAE and VAE, the learning rate halved
 #                                            # every 5 epochs (lrstep 4: every 4)
 #   bash docs/study/run_cpu_study.sh lrstep5-seeds [DEPTH...]  # seeds 2 and 3 (default depth 2)
@@ -85,6 +85,12 @@ full_eval_job() {  # full_eval_job VARIANT FULL_OVERLAY RUN: the variant's model
   mkdir -p "results/study-cpu/$variant-full/runs/$run"
   cp -f "results/study-cpu/$variant/runs/$run/"{model.pt,train_log.csv} "results/study-cpu/$variant-full/runs/$run/"
   echo "$variant-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$variant.yaml --config $STUDY/cpu-s1000.yaml --config $full"
+}
+
+continue_job() {  # continue_job SRC DEST RUN: copy SRC's checkpoint of RUN to DEST's folder
+  # (unless one is there), so that `gae train` into DEST resumes it (bit-identical to an unbroken run)
+  mkdir -p "results/study-cpu/$2/runs/$3"
+  cp -n "results/study-cpu/$1/runs/$3/"{checkpoint.pt,train_log.csv} "results/study-cpu/$2/runs/$3/"
 }
 
 link_preset_models() {  # seed 1234 = the preset's own models, evaluated in the study's tree
@@ -187,8 +193,7 @@ case "${1:-}" in
     # epoch limit is not part of a run's fingerprint, and a resumed run is bit-identical)
     for pair in "gae:$SHARED" "vae:$CHOSEN"; do
       model=${pair%%:*}; src=${pair##*:}; run=bmnist-$model-L2-z50
-      mkdir -p "results/study-cpu/epochs50/runs/$run"
-      cp -n "results/study-cpu/$src/runs/$run/"{checkpoint.pt,train_log.csv} "results/study-cpu/epochs50/runs/$run/"
+      continue_job "$src" epochs50 "$run"
       echo "epochs50-$run $(full_study_job "$run" "$STUDY/cpu-50epochs.yaml")"
     done | parallel_jobs ;;
   component-seeds-full)  # the seed-2/3 models of component-seeds (GAE) and clip-seeds (VAE)
@@ -200,8 +205,7 @@ case "${1:-}" in
     # (GAE: epoch 20, not yet stopped; VAE: epoch 50 of epochs50, 8 epochs since its best)
     for pair in "gae:$SHARED" "vae:epochs50"; do
       model=${pair%%:*}; src=${pair##*:}; run=bmnist-$model-L2-z50
-      mkdir -p "results/study-cpu/paper/runs/$run"
-      cp -n "results/study-cpu/$src/runs/$run/"{checkpoint.pt,train_log.csv} "results/study-cpu/paper/runs/$run/"
+      continue_job "$src" paper "$run"
       c="--config $STUDY/paper-on-cpu.yaml"
       echo "paper-$run bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/paper-k200.yaml'"
     done | parallel_jobs ;;
