@@ -100,13 +100,14 @@ def _rng_states(noise_gen: torch.Generator, perm_gen: torch.Generator) -> dict[s
 def _set_rng_states(
     states: dict[str, Any], noise_gen: torch.Generator, perm_gen: torch.Generator
 ) -> None:
-    torch.set_rng_state(states["torch"])
+    # generator states must be CPU byte tensors, whatever map_location moved the checkpoint to
+    torch.set_rng_state(states["torch"].cpu())
     np.random.set_state(states["numpy"])  # noqa: NPY002
     random.setstate(states["python"])
-    noise_gen.set_state(states["noise"])
-    perm_gen.set_state(states["perm"])
+    noise_gen.set_state(states["noise"].cpu())
+    perm_gen.set_state(states["perm"].cpu())
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -151,7 +151,21 @@ KNN_REUSED = {
 def test_resume_after_sigkill_reaches_the_uninterrupted_result(
     tmp_path: Path, run: str, models: dict[str, Any]
 ) -> None:
-    cfg = _synthetic_cfg(tmp_path, [run], models=models)
+    _assert_resume_is_bit_identical(tmp_path, _synthetic_cfg(tmp_path, [run], models=models), run)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+def test_a_cuda_run_resumes_bit_identically(tmp_path: Path) -> None:
+    """torch.load(map_location=cuda) once moved the checkpoint's RNG states to the GPU, and
+    every resumed CUDA run failed ('RNG state must be a torch.ByteTensor')."""
+    run = "bmnist-gae-reuse-L1-z4"
+    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-reuse": KNN_REUSED})
+    cfg["device"] = "cuda"
+    _assert_resume_is_bit_identical(tmp_path, cfg, run)
+
+
+def _assert_resume_is_bit_identical(tmp_path: Path, cfg: dict[str, Any], run: str) -> None:
+    """Train straight through; train again, killed after epoch 2 and resumed: same model, log."""
     straight = copy.deepcopy(cfg)
     straight["paths"]["results"] = str(tmp_path / "results_a")
     _train_subprocess(straight, tmp_path, run=run)

@@ -41,6 +41,9 @@
 #                                            # every 5 epochs (lrstep 4: every 4)
 #   bash docs/study/run_cpu_study.sh lrstep5-seeds [DEPTH...]  # seeds 2 and 3 (default depth 2)
 #   bash docs/study/run_cpu_study.sh lrstep5-full [DEPTH...]  # those models, all 10,000 test images
+#   bash docs/study/run_cpu_study.sh nz2 [MODEL:DEPTH...]  # n_z = 2 draws per image in the GAE's
+#                                            # E-step (default gae:3), all 10,000 test images
+#   bash docs/study/run_cpu_study.sh lr2e-3 [MODEL:DEPTH...]  # starting rate 2e-3, halved every 5
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
@@ -233,6 +236,12 @@ case "${1:-}" in
     shift; for depth in ${@:-1 2 3 4}; do for model in gae vae; do
       full_eval_job lrstep5 "$STUDY/cpu-lrstep5-full.yaml" "bmnist-$model-L$depth-z50"
     done; done | parallel_jobs ;;
+  nz2|lr2e-3)  # [MODEL:DEPTH...] (default gae:3): cpu-nz2.yaml / cpu-lr2e-3.yaml, all test images
+    variant=$1; shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
+    for pair in "${pairs[@]}"; do
+      run=bmnist-${pair%%:*}-L${pair##*:}-z50
+      echo "$variant-$run $(full_study_job "$run" "$STUDY/cpu-$variant.yaml")"
+    done | parallel_jobs ;;
   lr-plots)
     "$PY" "$STUDY/plot_learning_rate.py" ;;
   component-plots)
