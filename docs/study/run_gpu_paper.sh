@@ -17,6 +17,7 @@
 set -uo pipefail
 PY=${PY:-python3}
 GAE="$PY -m gae"
+# the defaults fit one 10-minute command on a lent GPU; the full budget: TRAIN_SECONDS=4000 EVAL_SECONDS=1200
 TRAIN_SECONDS=${TRAIN_SECONDS:-270}
 FIRST_SECONDS=${FIRST_SECONDS:-60}
 EVAL_SECONDS=${EVAL_SECONDS:-170}
