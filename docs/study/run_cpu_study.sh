@@ -33,6 +33,8 @@
 #                                            # the VAE, depths 1-2: all 10,000 test images
 #   bash docs/study/run_cpu_study.sh paper-d2         # the PAPER preset (300 epochs, patience 30,
 #                                            # S = 5,000, all test images) on this CPU, depth 2
+#   bash docs/study/run_cpu_study.sh paper-plateau-d2 [SECONDS]  # the paper preset as it is now
+#                                            # (plateau-halved rate), depth 2, SECONDS of training
 #   bash docs/study/run_cpu_study.sh paper-d2-first2000  # its models at S = 1,000 on the first
 #                                            # 2,000 test images (the S = 5,000 run was stopped)
 #   bash docs/study/run_cpu_study.sh lrdecay [MODEL:DEPTH...]  # the learning rate halved on
@@ -211,6 +213,14 @@ case "${1:-}" in
       continue_job "$src" paper "$run"
       c="--config $STUDY/paper-on-cpu.yaml"
       echo "paper-$run bash -c '$GAE train $run $c && $GAE loglik $run $c --config $STUDY/paper-k200.yaml'"
+    done | parallel_jobs ;;
+  paper-plateau-d2)  # [SECONDS] (default 3000): the paper preset as it is now, depth 2, each run
+    # stopped after SECONDS (its best epoch so far saved: gpu-finish.yaml), then S = 1,000 on the
+    # first 2,000 test images (the images of paper-d2-first2000)
+    seconds=${2:-3000}
+    for model in gae vae; do
+      run=bmnist-$model-L2-z50; c="--config $STUDY/paper-plateau-on-cpu.yaml"
+      echo "paper-plateau-$run bash -c 'timeout -k 10 $seconds $GAE train $run $c; $GAE train $run $c --config $STUDY/gpu-finish.yaml && $GAE loglik $run $c --config $STUDY/cpu-s1000.yaml --config $STUDY/cpu-first2000.yaml'"
     done | parallel_jobs ;;
   paper-d2-first2000)
     for model in gae vae; do
