@@ -308,14 +308,17 @@ def vae_objective(
     x: torch.Tensor,
     generator: torch.Generator | None = None,
     prior_weight: float = 1.0,
+    n_z: int = 1,
 ) -> ObjectiveTerms:
-    """ELBO with N(0, I) prior: one reparameterised sample for the reconstruction, analytic KL.
+    """ELBO with N(0, I) prior: the reconstruction averaged over ``n_z`` reparameterised
+    samples (the same bound, a lower-variance gradient; the GAE's ``n_z`` counterpart),
+    analytic KL.
 
     ``prior_weight`` (beta, KL warm-up) scales the KL in the surrogate only.
     """
     mu, logvar = model.encode(x)
-    z = reparameterise(mu, logvar, 1, generator)
-    recon = model.decoder_log_prob(x, z).squeeze(1)
+    z = reparameterise(mu, logvar, n_z, generator)
+    recon = model.decoder_log_prob(x, z).mean(dim=1)
     kl = gaussian_kl_standard_normal(mu, logvar)
     elbo = recon - kl
     return ObjectiveTerms(

@@ -160,6 +160,8 @@ class _Objective:
             )
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
         self.options: dict[str, Any] = {}
+        if kind == "vae":
+            self.options = {"n_z": int(settings.get("n_z", 1))}
         if kind == "gae":
             self.options = {
                 "n_z": int(settings.get("n_z", 1)),
@@ -222,7 +224,9 @@ class _Objective:
     ) -> ObjectiveTerms:
         x = x_train[index]
         if self.kind == "vae":
-            return vae_objective(model, x, generator=generator, prior_weight=self.prior_weight)
+            return vae_objective(
+                model, x, generator=generator, prior_weight=self.prior_weight, **self.options
+            )
         if self.e_step == "posterior":
             return gae_posterior_objective(
                 model,

@@ -168,6 +168,20 @@ def test_regulariser_is_a_penalty_subtracted_from_the_objective() -> None:
     assert (reg.objective < plain.objective).all()
 
 
+def test_vae_n_z_averages_its_reconstruction_same_mean_a_quarter_of_the_variance() -> None:
+    model, x = _linear_model(kind="vae", seed=4)
+    gen_one, gen_four = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        one = torch.stack([vae_objective(model, x, gen_one).objective for _ in range(2000)])
+        four = torch.stack(
+            [vae_objective(model, x, gen_four, n_z=4).objective for _ in range(2000)]
+        )
+    se = torch.sqrt(one.var(0) / 2000 + four.var(0) / 2000)
+    assert ((one.mean(0) - four.mean(0)).abs() < 4.5 * se).all()
+    ratio = four.var(0) / one.var(0)  # 1/4 for independent draws
+    assert ((ratio > 0.18) & (ratio < 0.35)).all(), ratio
+
+
 def test_vae_elbo_analytic_kl_matches_monte_carlo_and_bounds_exact_loglik() -> None:
     model, x = _linear_model(kind="vae", seed=4)
     gen = torch.Generator().manual_seed(0)
