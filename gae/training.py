@@ -331,7 +331,12 @@ def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
         {
             "kind": kind,
             "architecture": architecture,
-            "settings": settings,
+            # a VAE's n_z = 1 is what VAEs did before n_z applied to them: runs keep their print
+            "settings": (
+                {k: v for k, v in settings.items() if k != "n_z"}
+                if kind == "vae" and int(settings.get("n_z", 1)) == 1
+                else settings
+            ),
             "seed": cfg["seed"],
             "lr": train_cfg.get("lr"),
             "grad_clip_norm": clip_norm,

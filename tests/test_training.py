@@ -228,6 +228,23 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
     assert len(_read_log(tmp_path / "results" / "runs" / RUN / "train_log.csv")) == 2
 
 
+def test_a_vae_checkpoint_from_before_n_z_resumes_at_n_z_1_and_is_refused_at_2(
+    tmp_path: Path,
+) -> None:
+    """VAEs ignored n_z until it became a default of 2: their runs must keep their fingerprint."""
+    run = "bmnist-vae-L1-z4"
+    cfg = _synthetic_cfg(tmp_path, [run], epochs=1)
+    del cfg["models"]["vae"]["n_z"]  # the VAE settings of every run made before
+    training.train_run(cfg, run)
+    cfg["train"]["epochs"] = 2
+    cfg["models"]["vae"]["n_z"] = 2
+    with pytest.raises(TrainingError, match="--restart"):
+        training.train_run(cfg, run)
+    cfg["models"]["vae"]["n_z"] = 1
+    training.train_run(cfg, run)  # resumes
+    assert len(_read_log(tmp_path / "results" / "runs" / run / "train_log.csv")) == 2
+
+
 def _mnist_cfg(prepared_cfg_tmp: dict[str, Any], runs: list[str]) -> dict[str, Any]:
     cfg = copy.deepcopy(prepared_cfg_tmp)
     cfg["data"]["subset"] = {"train": 2000, "valid": 500, "test": 100}

@@ -46,6 +46,8 @@
 #   bash docs/study/run_cpu_study.sh nz2 [MODEL:DEPTH...]  # n_z = 2 draws per image in the GAE's
 #                                            # E-step (default gae:3), all 10,000 test images
 #   bash docs/study/run_cpu_study.sh lr2e-3 [MODEL:DEPTH...]  # starting rate 2e-3, halved every 5
+#   bash docs/study/run_cpu_study.sh nz2-seeds [MODEL:DEPTH...]  # seeds 2 and 3 (default gae:3)
+#   bash docs/study/run_cpu_study.sh nz-plots         # the draws-per-image figure and tables
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
 # train ... depth4 used the defaults of commit 3003d11 (init torch, no clipping, no warm-up; their
@@ -254,6 +256,14 @@ case "${1:-}" in
     done | parallel_jobs ;;
   lr-plots)
     "$PY" "$STUDY/plot_learning_rate.py" ;;
+  nz2-seeds)  # [MODEL:DEPTH...] (default gae:3): seeds 2 and 3 of cpu-nz2.yaml, all test images
+    shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
+    for seed in 2 3; do for pair in "${pairs[@]}"; do
+      run=bmnist-${pair%%:*}-L${pair##*:}-z50
+      echo "nz2-seed$seed-$run $(full_study_job "$run" "$STUDY/cpu-nz2.yaml" "$STUDY/cpu-nz2-seed$seed.yaml")"
+    done; done | parallel_jobs ;;
+  nz-plots)
+    "$PY" "$STUDY/plot_draws.py" ;;
   component-plots)
     "$PY" "$STUDY/plot_component_variance.py" ;;
   *)
