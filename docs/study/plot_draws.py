@@ -67,6 +67,15 @@ def seeds_table() -> str:
     return "\n".join(lines)
 
 
+def four_draws_table() -> str:
+    """The GAE at depth 3 with four draws per image against two, seeds 1234 and 2 (paired)."""
+    lines = ["| seed | GAE, n_z = 2 | GAE, n_z = 4 | n_z 4 − 2 (paired) |", "|---|---|---|---|"]
+    for seed, two, four in (("1234", TWO, "nz4"), ("2", f"{TWO}-seed2", "nz4-seed2")):
+        g2, g4 = scores(two, "gae", 3, None), scores(four, "gae", 3, None)
+        lines.append(f"| {seed} | {cell(g2)} | {cell(g4)} | {diff(g4, g2)} |")
+    return "\n".join(lines)
+
+
 def plot() -> None:
     fig, axes = plt.subplots(1, len(DEPTHS), figsize=(15, 3.8), sharey=True)
     for ax, depth in zip(axes, DEPTHS, strict=True):
@@ -100,6 +109,8 @@ def main() -> None:
         + draws_table()
         + f"\n\n{epoch_cost()}\n\n"
         + seeds_table()
+        + "\n\n"
+        + four_draws_table()
         + "\n"
     )
     (HERE / "cpu-draws-tables.md").write_text(text)

@@ -46,6 +46,7 @@
 #   bash docs/study/run_cpu_study.sh nz2 [MODEL:DEPTH...]  # n_z = 2 draws per image in the GAE's
 #                                            # E-step (default gae:3), all 10,000 test images
 #   bash docs/study/run_cpu_study.sh lr2e-3 [MODEL:DEPTH...]  # starting rate 2e-3, halved every 5
+#   bash docs/study/run_cpu_study.sh nz4 / nz4-seed2 [MODEL:DEPTH...]  # n_z = 4 (default gae:3)
 #   bash docs/study/run_cpu_study.sh nz2-seeds [MODEL:DEPTH...]  # seeds 2 and 3 (default gae:3)
 #   bash docs/study/run_cpu_study.sh nz-plots         # the draws-per-image figure and tables
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
@@ -248,7 +249,8 @@ case "${1:-}" in
     shift; for depth in ${@:-1 2 3 4}; do for model in gae vae; do
       full_eval_job lrstep5 "$STUDY/cpu-lrstep5-full.yaml" "bmnist-$model-L$depth-z50"
     done; done | parallel_jobs ;;
-  nz2|lr2e-3)  # [MODEL:DEPTH...] (default gae:3): cpu-nz2.yaml / cpu-lr2e-3.yaml, all test images
+  nz2|nz4|nz4-seed2|lr2e-3)  # [MODEL:DEPTH...] (default gae:3): docs/study/cpu-STEP.yaml, all
+    # test images
     variant=$1; shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
     for pair in "${pairs[@]}"; do
       run=bmnist-${pair%%:*}-L${pair##*:}-z50
