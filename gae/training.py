@@ -159,12 +159,9 @@ class _Objective:
                 f"remove models.{parse_run_name(run).model}.prior_variance"
             )
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.options: dict[str, Any] = {}
-        if kind == "vae":
-            self.options = {"n_z": int(settings.get("n_z", 1))}
+        self.options: dict[str, Any] = {"n_z": int(settings.get("n_z", 1))}
         if kind == "gae":
-            self.options = {
-                "n_z": int(settings.get("n_z", 1)),
+            self.options |= {
                 "leave_one_out": bool(settings.get("leave_one_out", False)),
                 "lambda_mu": float(settings.get("lambda_mu", 0.0)),
                 "lambda_sigma": float(settings.get("lambda_sigma", 0.0)),

@@ -14,9 +14,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from plot_cpu_study import DEPTHS, OUT, run_name, sem  # noqa: E402
-from plot_learning_rate import HERE, cell, diff, scores, valid_curve  # noqa: E402
+from plot_cpu_study import DEPTHS, run_name, sem  # noqa: E402
+from plot_learning_rate import (  # noqa: E402
+    HERE,
+    cell,
+    diff,
+    plot_valid_curve,
+    save_figure,
+    scores,
+    valid_curve,
+)
 
 from gae.tables import SLIDES_TABLE2  # noqa: E402
 
@@ -81,24 +88,14 @@ def plot() -> None:
     for ax, depth in zip(axes, DEPTHS, strict=True):
         for model, colour in (("gae", "C0"), ("vae", "C3")):
             for folder, label, style in ((ONE_TRAINED, "n_z = 1", "--"), (TWO, "n_z = 2", "-")):
-                log = valid_curve(folder, run_name(model, depth))
-                if log is not None:
-                    ax.plot(
-                        log.epoch,
-                        log.valid_objective,
-                        style,
-                        color=colour,
-                        label=f"{model.upper()}, {label}",
-                    )
+                plot_valid_curve(ax, folder, model, depth, style, colour, label)
         ax.set_title(f"depth {depth}")
         ax.set_xlabel("epoch")
         ax.set_ylim(-108, -96)
     axes[0].set_ylabel("validation bound (nats)")
     axes[0].legend(fontsize=7)
     fig.suptitle("CPU preset (rate halved every 5 epochs): one or two draws of z per image")
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT / "cpu_draws.png", dpi=110)
+    save_figure(fig, "cpu_draws.png")
 
 
 def main() -> None:
@@ -116,17 +113,11 @@ def main() -> None:
     (HERE / "cpu-draws-tables.md").write_text(text)
     plot()
     print(text)
-    best = max(
-        (
-            (scores(TWO, "gae", d, None), d)
-            for d in DEPTHS
-            if scores(TWO, "gae", d, None) is not None
-        ),
-        key=lambda item: item[0].mean(),
-        default=None,
-    )
-    if best is not None:
-        print(f"best GAE at n_z = 2: depth {best[1]}, {np.mean(best[0]):.3f}")
+    by_depth = {d: scores(TWO, "gae", d, None) for d in DEPTHS}
+    measured = {d: v.mean() for d, v in by_depth.items() if v is not None}
+    if measured:
+        best = max(measured, key=measured.get)
+        print(f"best GAE at n_z = 2: depth {best}, {measured[best]:.3f}")
 
 
 if __name__ == "__main__":

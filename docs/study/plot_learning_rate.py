@@ -200,6 +200,23 @@ def valid_curve(folder: str, run: str) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
+def plot_valid_curve(
+    ax: plt.Axes, folder: str, model: str, depth: int, style: str, colour: str, label: str
+) -> None:
+    """One run's validation bound per epoch, labelled '{MODEL}, {label}' (nothing if absent)."""
+    log = valid_curve(folder, run_name(model, depth))
+    if log is not None:
+        ax.plot(
+            log.epoch, log.valid_objective, style, color=colour, label=f"{model.upper()}, {label}"
+        )
+
+
+def save_figure(fig: plt.Figure, name: str) -> None:
+    fig.tight_layout()
+    OUT.mkdir(parents=True, exist_ok=True)
+    fig.savefig(OUT / name, dpi=110)
+
+
 def plot() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     ax = axes[0]
@@ -212,15 +229,7 @@ def plot() -> None:
     for model, colour in (("gae", "C0"), ("vae", "C3")):
         for folder, label, style in curves:
             src = folder if not (folder == SHARED and model == "vae") else CHOSEN
-            log = valid_curve(src, run_name(model, 2))
-            if log is not None:
-                ax.plot(
-                    log.epoch,
-                    log.valid_objective,
-                    style,
-                    color=colour,
-                    label=f"{model.upper()}, {label}",
-                )
+            plot_valid_curve(ax, src, model, 2, style, colour, label)
     ax.set_xlim(0, 110)
     ax.set_ylim(-106, -99)
     ax.set_xlabel("epoch")
@@ -251,9 +260,7 @@ def plot() -> None:
     ax.set_ylabel("test log p(x), first 2,000 images (± 2 s.e.)")
     ax.set_title("test log-likelihood by schedule (20 epochs, S = 1,000)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT / "cpu_learning_rate.png", dpi=110)
+    save_figure(fig, "cpu_learning_rate.png")
 
 
 def main() -> None:

@@ -95,6 +95,8 @@ full_eval_job() {  # full_eval_job VARIANT FULL_OVERLAY RUN: the variant's model
   echo "$variant-full-$run $GAE loglik $run --config $CPU --config $STUDY/cpu-$variant.yaml --config $STUDY/cpu-s1000.yaml --config $full"
 }
 
+pair_run() { echo "bmnist-${1%%:*}-L${1##*:}-z50"; }  # pair_run MODEL:DEPTH -> the run's name
+
 continue_job() {  # continue_job SRC DEST RUN: copy SRC's checkpoint of RUN to DEST's folder
   # (unless one is there), so that `gae train` into DEST resumes it (bit-identical to an unbroken run)
   mkdir -p "results/study-cpu/$2/runs/$3"
@@ -233,7 +235,7 @@ case "${1:-}" in
   lrdecay)  # MODEL:DEPTH pairs (default gae:2 vae:2)
     shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:2 vae:2)
     for pair in "${pairs[@]}"; do
-      run=bmnist-${pair%%:*}-L${pair##*:}-z50
+      run=$(pair_run "$pair")
       echo "lrdecay-$run $(study_job "$run" "$STUDY/cpu-lrdecay.yaml")"
     done | parallel_jobs ;;
   lrstep)  # EVERY [DEPTH...]: docs/study/cpu-lrstepEVERY.yaml
@@ -253,7 +255,7 @@ case "${1:-}" in
     # test images
     variant=$1; shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
     for pair in "${pairs[@]}"; do
-      run=bmnist-${pair%%:*}-L${pair##*:}-z50
+      run=$(pair_run "$pair")
       echo "$variant-$run $(full_study_job "$run" "$STUDY/cpu-$variant.yaml")"
     done | parallel_jobs ;;
   lr-plots)
@@ -261,7 +263,7 @@ case "${1:-}" in
   nz2-seeds)  # [MODEL:DEPTH...] (default gae:3): seeds 2 and 3 of cpu-nz2.yaml, all test images
     shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
     for seed in 2 3; do for pair in "${pairs[@]}"; do
-      run=bmnist-${pair%%:*}-L${pair##*:}-z50
+      run=$(pair_run "$pair")
       echo "nz2-seed$seed-$run $(full_study_job "$run" "$STUDY/cpu-nz2.yaml" "$STUDY/cpu-nz2-seed$seed.yaml")"
     done; done | parallel_jobs ;;
   nz-plots)

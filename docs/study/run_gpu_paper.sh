@@ -127,8 +127,9 @@ for folder in ("paper", "first1000", "exact"):
                      if "lr" in t else ""]
         res = run_dir / "loglik.json"
         if res.is_file():
-            r = json.loads(res.read_text())["estimators"]["importance"]
-            line.append(f"loglik {r['mean']:.2f} +- {r['sem']:.2f} (n {json.loads(res.read_text())['n_test']})")
+            result = json.loads(res.read_text())
+            r = result["estimators"]["importance"]
+            line.append(f"loglik {r['mean']:.2f} +- {r['sem']:.2f} (n {result['n_test']})")
         print(" | ".join(line))
 for folder in ("first1000", "paper"):
     for depth in range(1, 5):
