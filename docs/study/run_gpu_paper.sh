@@ -8,7 +8,8 @@
 # 3. S = 5,000 importance samples on the first 1,000 test images (gpu-first1000.yaml), then on all
 #    10,000; the GAE's log p(z) is the certified lower bound over each image's 200 nearest
 #    components (paper-k200.yaml);
-# 4. the depth-2 GAE again with the EXACT prior on the first 500 test images (the bound's gap).
+# 4. the depth-2 GAE again with the EXACT prior on the first 500 test images (the bound's gap;
+#    CHECK= skips it, CHECK=RUN names another run).
 # A run can be resumed later with the same command: `gae train` continues from its checkpoint.
 # Results: results/study-gpu/{paper,exact}; OUTDIR (if given) gets a tarball of the logs, train
 # logs and loglik files (not the models) and the GPU's description.
@@ -22,6 +23,7 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-270}
 FIRST_SECONDS=${FIRST_SECONDS:-60}
 EVAL_SECONDS=${EVAL_SECONDS:-170}
 CHECK_SECONDS=${CHECK_SECONDS:-40}
+CHECK=${CHECK-bmnist-gae-L2-z50}  # the run scored with the exact prior; empty: none
 EXTRA=${EXTRA:-}                 # more overlays (tests of this script on a CPU)
 DEPTHS=${DEPTHS:-"1 2 3 4"}
 STUDY=docs/study
@@ -99,8 +101,8 @@ eval_all() {  # eval_all FOLDER SECONDS [OVERLAY]: every trained model, S = 5,00
 eval_all first1000 "$FIRST_SECONDS" $STUDY/gpu-first1000.yaml
 eval_all paper "$EVAL_SECONDS"
 
-check=bmnist-gae-L2-z50
-if [ -f "$RESULTS/paper/runs/$check/model.pt" ]; then
+check=$CHECK
+if [ -n "$check" ] && [ -f "$RESULTS/paper/runs/$check/model.pt" ]; then
   stamp "exact prior, $check, first 500 test images, at most $CHECK_SECONDS s"
   mkdir -p "$RESULTS/exact/runs/$check"
   cp -f "$RESULTS/paper/runs/$check/"{model.pt,train_log.csv} "$RESULTS/exact/runs/$check/"
