@@ -105,26 +105,38 @@ def _train_subprocess(
     cfg_file.write_text(json.dumps(cfg))
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(cfg_file), run, str(kill_after)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    stderr_file = cfg_file.with_suffix(".stderr")
+    with open(stderr_file, "w") as stderr:  # a file, not a pipe: a full pipe would block the child
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(cfg_file), run, str(kill_after)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": _pythonpath()},
+        )
     try:
         line = proc.stdout.readline().strip()
         if kill_after:
-            assert line == "CHECKPOINTED", f"training subprocess ended early: {line!r}"
+            assert line == "CHECKPOINTED", f"ended early: {line!r}\n{_tail(stderr_file)}"
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=60) == -signal.SIGKILL
         else:
-            assert line == "DONE" and proc.wait(timeout=60) == 0
+            assert line == "DONE", f"training failed:\n{_tail(stderr_file)}"
+            assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _pythonpath() -> str:
+    """The repository first, so that the child imports this checkout's gae, installed or not."""
+    return os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text().splitlines()[-lines:])
 
 
 # the sampled E-step; and the posterior E-step whose neighbour lists, searched at epoch 1 and

@@ -46,8 +46,9 @@
 #   bash docs/study/run_cpu_study.sh nz2 [MODEL:DEPTH...]  # n_z = 2 draws per image in the GAE's
 #                                            # E-step (default gae:3), all 10,000 test images
 #   bash docs/study/run_cpu_study.sh lr2e-3 [MODEL:DEPTH...]  # starting rate 2e-3, halved every 5
-#   bash docs/study/run_cpu_study.sh nz4 / nz4-seed2 [MODEL:DEPTH...]  # n_z = 4 (default gae:3)
-#   bash docs/study/run_cpu_study.sh nz2-seeds [MODEL:DEPTH...]  # seeds 2 and 3 (default gae:3)
+#   bash docs/study/run_cpu_study.sh nz4 / nz4-seed2 / nz4-seed3 [MODEL:DEPTH...]  # n_z = 4 (gae:3)
+#   bash docs/study/run_cpu_study.sh nz2-seeds / nz4-seeds [MODEL:DEPTH...]  # seeds 2 and 3 of
+#                                            # nz2 / nz4 (default gae:3)
 #   bash docs/study/run_cpu_study.sh nz-plots         # the draws-per-image figure and tables
 #   bash docs/study/run_cpu_study.sh lr-plots         # the learning-rate figure and tables
 #   bash docs/study/run_cpu_study.sh component-plots  # its figure and tables
@@ -251,7 +252,7 @@ case "${1:-}" in
     shift; for depth in ${@:-1 2 3 4}; do for model in gae vae; do
       full_eval_job lrstep5 "$STUDY/cpu-lrstep5-full.yaml" "bmnist-$model-L$depth-z50"
     done; done | parallel_jobs ;;
-  nz2|nz4|nz4-seed2|lr2e-3)  # [MODEL:DEPTH...] (default gae:3): docs/study/cpu-STEP.yaml, all
+  nz2|nz4|nz4-seed2|nz4-seed3|lr2e-3)  # [MODEL:DEPTH...] (default gae:3): cpu-STEP.yaml, all
     # test images
     variant=$1; shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
     for pair in "${pairs[@]}"; do
@@ -260,11 +261,12 @@ case "${1:-}" in
     done | parallel_jobs ;;
   lr-plots)
     "$PY" "$STUDY/plot_learning_rate.py" ;;
-  nz2-seeds)  # [MODEL:DEPTH...] (default gae:3): seeds 2 and 3 of cpu-nz2.yaml, all test images
-    shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
+  nz2-seeds|nz4-seeds)  # [MODEL:DEPTH...] (default gae:3): seeds 2 and 3 of cpu-nz2.yaml /
+    # cpu-nz4.yaml, all test images
+    variant=${1%-seeds}; shift; pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(gae:3)
     for seed in 2 3; do for pair in "${pairs[@]}"; do
       run=$(pair_run "$pair")
-      echo "nz2-seed$seed-$run $(full_study_job "$run" "$STUDY/cpu-nz2.yaml" "$STUDY/cpu-nz2-seed$seed.yaml")"
+      echo "$variant-seed$seed-$run $(full_study_job "$run" "$STUDY/cpu-$variant.yaml" "$STUDY/cpu-$variant-seed$seed.yaml")"
     done; done | parallel_jobs ;;
   nz-plots)
     "$PY" "$STUDY/plot_draws.py" ;;
