@@ -34,10 +34,11 @@ def train_log(root: Path, model: str, depth: int) -> pd.DataFrame | None:
 
 
 def runs_table(root: Path) -> str:
-    """Per run: how far it trained, where its best epoch was, its rate at the end, its test score."""
+    """Per run: how far it trained, its best epoch, its rate at the end, its test score."""
     lines = [
-        "| depth | model | epochs | best epoch | stopped by | last rate | best valid bound "
-        f"| best valid by epoch {EQUAL_EPOCHS} | train − valid at best | s / epoch | test log p(x) |",
+        "| depth | model | epochs | best epoch | stopped by | last rate | best valid bound | "
+        f"best valid by epoch {EQUAL_EPOCHS} | train − valid at best | s / epoch | "
+        "test log p(x) |",
         "|---" * 11 + "|",
     ]
     for depth in DEPTHS:
