@@ -3,9 +3,11 @@ the runs' own files under results/study-cpu/.
 
 n_z = 1 are the CPU preset's models with the rate halved every 5 epochs (`lrstep5`, scored on all
 test images in `lrstep5-full`); n_z = 2 are the same settings with two draws of z per image for
-both models (`nz2`, docs/study/cpu-nz2.yaml). All 10,000 test images, S = 1,000, paired
-differences. Writes docs/study/figures/cpu_draws.png and docs/study/cpu-draws-tables.md. Run by
-`bash docs/study/run_cpu_study.sh nz-plots` after the `nz2` and `lrstep5-full` steps.
+both models (`nz2`, docs/study/cpu-nz2.yaml), and n_z = 4 with four (`nz4`, cpu-nz4.yaml; seeds
+2 and 3 in nz4-seed2 / nz4-seed3). All 10,000 test images, S = 1,000, paired differences. Writes
+docs/study/figures/cpu_draws.png and docs/study/cpu-draws-tables.md. Run by
+`bash docs/study/run_cpu_study.sh nz-plots` after the `nz2`, `nz2-seeds`, `nz4`, `nz4-seeds`
+and `lrstep5-full` steps.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from plot_learning_rate import (  # noqa: E402
 
 from gae.tables import SLIDES_TABLE2  # noqa: E402
 
-ONE, TWO = "lrstep5-full", "nz2"  # folders of the scored models: n_z = 1, n_z = 2
+ONE, TWO, FOUR = "lrstep5-full", "nz2", "nz4"  # folders of the scored models: n_z = 1, 2, 4
 ONE_TRAINED = "lrstep5"  # where the n_z = 1 models' train logs are
 # the cost: a GAE with n_z = 1 (lr2e-3, depth 3) trained at the same time, on the other core, as
 # the n_z = 2 GAE at depth 3: the one pair of runs that shared the machine alike
@@ -45,16 +47,19 @@ def epoch_cost() -> str:
     )
 
 
-def draws_table() -> str:
-    """Each model with 1 and 2 draws per image, the gains and the GAE's margin at n_z = 2."""
+def draws_table(low: tuple[str, int], high: tuple[str, int]) -> str:
+    """Each model with `low` and `high` draws per image (folder, n_z), the gains and the GAE's
+    margin at the higher n_z."""
+    (low_dir, n_low), (high_dir, n_high) = low, high
     lines = [
-        "| depth | GAE, n_z = 1 | GAE, n_z = 2 | GAE gain | VAE, n_z = 1 | VAE, n_z = 2 "
-        "| VAE gain | GAE − VAE, n_z = 2 (paired) | diff / s.e. | slides: GAE / VAE |",
+        f"| depth | GAE, n_z = {n_low} | GAE, n_z = {n_high} | GAE gain | VAE, n_z = {n_low} "
+        f"| VAE, n_z = {n_high} | VAE gain | GAE − VAE, n_z = {n_high} (paired) | diff / s.e. "
+        "| slides: GAE / VAE |",
         "|---" * 10 + "|",
     ]
     for depth in DEPTHS:
-        g1, g2 = scores(ONE, "gae", depth, None), scores(TWO, "gae", depth, None)
-        v1, v2 = scores(ONE, "vae", depth, None), scores(TWO, "vae", depth, None)
+        g1, g2 = scores(low_dir, "gae", depth, None), scores(high_dir, "gae", depth, None)
+        v1, v2 = scores(low_dir, "vae", depth, None), scores(high_dir, "vae", depth, None)
         ratio = "–" if g2 is None or v2 is None else f"{(g2 - v2).mean() / sem(g2 - v2):+.1f}"
         slides = f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
         lines.append(
@@ -75,11 +80,31 @@ def seeds_table() -> str:
 
 
 def four_draws_table() -> str:
-    """The GAE at depth 3 with four draws per image against two, seeds 1234 and 2 (paired)."""
-    lines = ["| seed | GAE, n_z = 2 | GAE, n_z = 4 | n_z 4 − 2 (paired) |", "|---|---|---|---|"]
-    for seed, two, four in (("1234", TWO, "nz4"), ("2", f"{TWO}-seed2", "nz4-seed2")):
-        g2, g4 = scores(two, "gae", 3, None), scores(four, "gae", 3, None)
-        lines.append(f"| {seed} | {cell(g2)} | {cell(g4)} | {diff(g4, g2)} |")
+    """The GAE at depth 3 with four draws per image against two, seeds 1234, 2 and 3 (paired)."""
+    lines = [
+        "| seed | GAE, n_z = 2 | GAE, n_z = 4 | n_z 4 − 2 (paired) | n_z = 4 against −90 |",
+        "|---|---|---|---|---|",
+    ]
+    for seed, suffix in (("1234", ""), ("2", "-seed2"), ("3", "-seed3")):
+        g2, g4 = scores(TWO + suffix, "gae", 3, None), scores(FOUR + suffix, "gae", 3, None)
+        margin = "–" if g4 is None else f"{g4.mean() + 90:+.2f}"
+        lines.append(f"| {seed} | {cell(g2)} | {cell(g4)} | {diff(g4, g2)} | {margin} |")
+    return "\n".join(lines)
+
+
+def four_draws_seeds_table() -> str:
+    """Both models with four draws at depths 1 and 2 for seeds 1234, 2 and 3, and the GAE's
+    margin per seed (paired), all test images."""
+    seeds = (("1234", FOUR), ("2", f"{FOUR}-seed2"), ("3", f"{FOUR}-seed3"))
+    lines = [
+        "| depth | seed | GAE, n_z = 4 | VAE, n_z = 4 | GAE − VAE (paired) | diff / s.e. |",
+        "|---|---|---|---|---|---|",
+    ]
+    for depth in (1, 2):
+        for seed, folder in seeds:
+            g, v = scores(folder, "gae", depth, None), scores(folder, "vae", depth, None)
+            ratio = "–" if g is None or v is None else f"{(g - v).mean() / sem(g - v):+.1f}"
+            lines.append(f"| {depth} | {seed} | {cell(g)} | {cell(v)} | {diff(g, v)} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -87,14 +112,18 @@ def plot() -> None:
     fig, axes = plt.subplots(1, len(DEPTHS), figsize=(15, 3.8), sharey=True)
     for ax, depth in zip(axes, DEPTHS, strict=True):
         for model, colour in (("gae", "C0"), ("vae", "C3")):
-            for folder, label, style in ((ONE_TRAINED, "n_z = 1", "--"), (TWO, "n_z = 2", "-")):
+            for folder, label, style in (
+                (ONE_TRAINED, "n_z = 1", "--"),
+                (TWO, "n_z = 2", "-"),
+                (FOUR, "n_z = 4", ":"),
+            ):
                 plot_valid_curve(ax, folder, model, depth, style, colour, label)
         ax.set_title(f"depth {depth}")
         ax.set_xlabel("epoch")
         ax.set_ylim(-108, -96)
     axes[0].set_ylabel("validation bound (nats)")
     axes[0].legend(fontsize=7)
-    fig.suptitle("CPU preset (rate halved every 5 epochs): one or two draws of z per image")
+    fig.suptitle("CPU preset (rate halved every 5 epochs): one, two or four draws of z per image")
     save_figure(fig, "cpu_draws.png")
 
 
@@ -103,21 +132,26 @@ def main() -> None:
         "# Draws per image (generated by docs/study/plot_draws.py)\n\n"
         "All 10,000 test images, S = 1,000, seed 1234; the GAE's log p(z) is the 200-nearest "
         "lower bound. Gains and margins are paired per test image.\n\n"
-        + draws_table()
+        + draws_table((ONE, 1), (TWO, 2))
         + f"\n\n{epoch_cost()}\n\n"
         + seeds_table()
+        + "\n\n## Four draws per image against two\n\n"
+        + draws_table((TWO, 2), (FOUR, 4))
         + "\n\n"
         + four_draws_table()
+        + "\n\n## Four draws per image: seeds at depths 1 and 2\n\n"
+        + four_draws_seeds_table()
         + "\n"
     )
     (HERE / "cpu-draws-tables.md").write_text(text)
     plot()
     print(text)
-    by_depth = {d: scores(TWO, "gae", d, None) for d in DEPTHS}
-    measured = {d: v.mean() for d, v in by_depth.items() if v is not None}
-    if measured:
-        best = max(measured, key=measured.get)
-        print(f"best GAE at n_z = 2: depth {best}, {measured[best]:.3f}")
+    for n_z, folder in ((2, TWO), (4, FOUR)):
+        by_depth = {d: scores(folder, "gae", d, None) for d in DEPTHS}
+        measured = {d: v.mean() for d, v in by_depth.items() if v is not None}
+        if measured:
+            best = max(measured, key=measured.get)
+            print(f"best GAE at n_z = {n_z}: depth {best}, {measured[best]:.3f}")
 
 
 if __name__ == "__main__":
