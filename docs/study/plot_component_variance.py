@@ -19,9 +19,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from plot_cpu_study import CHOSEN, DEPTHS, FIRST, OUT, STUDY, per_image, run_name, sem  # noqa: E402
-
-from gae.tables import SLIDES_TABLE2  # noqa: E402
+from plot_cpu_study import (  # noqa: E402
+    CHOSEN,
+    DEPTHS,
+    FIRST,
+    OUT,
+    STUDY,
+    per_image,
+    run_name,
+    sem,
+    slides_cell,
+)
 
 HERE = Path(__file__).resolve().parent
 SHARED = "unit"  # the variant that became the default (run_cpu_study.sh)
@@ -157,8 +165,7 @@ def table2() -> str:
             values[(folder, model)] = v if ok else None
         ours, vae = values[(f"{SHARED}-full", "gae")], values[(f"{CHOSEN}-full", "vae")]
         diff = paired(ours, vae) if ours is not None and vae is not None else "pending"
-        slides = f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
-        lines.append(f"| {depth} | " + " | ".join(cells) + f" | {diff} | {slides} |")
+        lines.append(f"| {depth} | " + " | ".join(cells) + f" | {diff} | {slides_cell(depth)} |")
     return "\n".join(lines)
 
 

@@ -58,6 +58,11 @@ def sem(values: np.ndarray) -> float:
     return mean_sem(values)[1]
 
 
+def slides_cell(depth: int) -> str:
+    """The slides' table-2 scores at `depth`, 'GAE / VAE'."""
+    return f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
+
+
 def seed_dirs() -> list[tuple[str, int, Path]]:
     """The first study (model.init: torch): results/study-cpu/seed{N}."""
     return [("torch", int(d.name[4:]), d) for d in sorted(STUDY.glob("seed*"))]

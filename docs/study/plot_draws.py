@@ -1,4 +1,4 @@
-"""Tables and figure of the draws-per-image study (docs/gae-study.md, "Two draws per image"), from
+"""Tables and figure of the draws-per-image study (docs/gae-study.md, "Draws per image"), from
 the runs' own files under results/study-cpu/.
 
 n_z = 1 are the CPU preset's models with the rate halved every 5 epochs (`lrstep5`, scored on all
@@ -16,18 +16,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from plot_cpu_study import DEPTHS, run_name, sem  # noqa: E402
+from plot_cpu_study import DEPTHS, run_name, slides_cell  # noqa: E402
 from plot_learning_rate import (  # noqa: E402
     HERE,
     cell,
     diff,
     plot_valid_curve,
+    ratio,
     save_figure,
     scores,
+    seed_folders,
     valid_curve,
 )
-
-from gae.tables import SLIDES_TABLE2  # noqa: E402
 
 ONE, TWO, FOUR = "lrstep5-full", "nz2", "nz4"  # folders of the scored models: n_z = 1, 2, 4
 ONE_TRAINED = "lrstep5"  # where the n_z = 1 models' train logs are
@@ -60,11 +60,9 @@ def draws_table(low: tuple[str, int], high: tuple[str, int]) -> str:
     for depth in DEPTHS:
         g1, g2 = scores(low_dir, "gae", depth, None), scores(high_dir, "gae", depth, None)
         v1, v2 = scores(low_dir, "vae", depth, None), scores(high_dir, "vae", depth, None)
-        ratio = "–" if g2 is None or v2 is None else f"{(g2 - v2).mean() / sem(g2 - v2):+.1f}"
-        slides = f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
         lines.append(
             f"| {depth} | {cell(g1)} | {cell(g2)} | {diff(g2, g1)} | {cell(v1)} | {cell(v2)} | "
-            f"{diff(v2, v1)} | {diff(g2, v2)} | {ratio} | {slides} |"
+            f"{diff(v2, v1)} | {diff(g2, v2)} | {ratio(g2, v2)} | {slides_cell(depth)} |"
         )
     return "\n".join(lines)
 
@@ -72,7 +70,7 @@ def draws_table(low: tuple[str, int], high: tuple[str, int]) -> str:
 def seeds_table() -> str:
     """The n_z = 2 GAE at depth 3 (the best depth) for seeds 1234, 2 and 3, all test images."""
     lines = ["| seed | GAE, depth 3, n_z = 2 | against −90 |", "|---|---|---|"]
-    for seed, folder in (("1234", TWO), ("2", f"{TWO}-seed2"), ("3", f"{TWO}-seed3")):
+    for seed, folder in seed_folders(TWO):
         g = scores(folder, "gae", 3, None)
         margin = "–" if g is None else f"{g.mean() + 90:+.2f}"
         lines.append(f"| {seed} | {cell(g)} | {margin} |")
@@ -85,8 +83,8 @@ def four_draws_table() -> str:
         "| seed | GAE, n_z = 2 | GAE, n_z = 4 | n_z 4 − 2 (paired) | n_z = 4 against −90 |",
         "|---|---|---|---|---|",
     ]
-    for seed, suffix in (("1234", ""), ("2", "-seed2"), ("3", "-seed3")):
-        g2, g4 = scores(TWO + suffix, "gae", 3, None), scores(FOUR + suffix, "gae", 3, None)
+    for (seed, two), (_, four) in zip(seed_folders(TWO), seed_folders(FOUR), strict=True):
+        g2, g4 = scores(two, "gae", 3, None), scores(four, "gae", 3, None)
         margin = "–" if g4 is None else f"{g4.mean() + 90:+.2f}"
         lines.append(f"| {seed} | {cell(g2)} | {cell(g4)} | {diff(g4, g2)} | {margin} |")
     return "\n".join(lines)
@@ -95,16 +93,16 @@ def four_draws_table() -> str:
 def four_draws_seeds_table() -> str:
     """Both models with four draws at depths 1 and 2 for seeds 1234, 2 and 3, and the GAE's
     margin per seed (paired), all test images."""
-    seeds = (("1234", FOUR), ("2", f"{FOUR}-seed2"), ("3", f"{FOUR}-seed3"))
     lines = [
         "| depth | seed | GAE, n_z = 4 | VAE, n_z = 4 | GAE − VAE (paired) | diff / s.e. |",
         "|---|---|---|---|---|---|",
     ]
     for depth in (1, 2):
-        for seed, folder in seeds:
+        for seed, folder in seed_folders(FOUR):
             g, v = scores(folder, "gae", depth, None), scores(folder, "vae", depth, None)
-            ratio = "–" if g is None or v is None else f"{(g - v).mean() / sem(g - v):+.1f}"
-            lines.append(f"| {depth} | {seed} | {cell(g)} | {cell(v)} | {diff(g, v)} | {ratio} |")
+            lines.append(
+                f"| {depth} | {seed} | {cell(g)} | {cell(v)} | {diff(g, v)} | {ratio(g, v)} |"
+            )
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
 """Table and figure of the paper preset trained to its end on a lent GPU (docs/gae-study.md, "The
-paper preset to convergence on a lent GPU"), from the runs' own files.
+paper preset to its end on a lent GPU"), from the runs' own files.
 
 The runs: `run_gpu_paper.sh` with DEPTHS=2, then DEPTHS=3, EXTRA="--config
 docs/study/gpu-paper-nz2.yaml" (two draws per image, two jobs sharing one H200), its tarball
@@ -19,13 +19,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from plot_cpu_study import ROOT, per_image, run_name, sem  # noqa: E402
-from plot_learning_rate import HERE, cell, diff, save_figure  # noqa: E402
-
-from gae.tables import SLIDES_TABLE2  # noqa: E402
+from plot_cpu_study import ROOT, per_image, run_name, slides_cell  # noqa: E402
+from plot_learning_rate import HERE, cell, diff, ratio, save_figure  # noqa: E402
 
 DEPTHS = (2, 3)
 EQUAL_EPOCHS = 30  # the valid bound compared at an equal number of epochs
+PATIENCE = 30  # params.yaml's train.patience: a run this many epochs past its best stopped itself
 
 
 def train_log(root: Path, model: str, depth: int) -> pd.DataFrame | None:
@@ -47,8 +46,7 @@ def runs_table(root: Path) -> str:
             if log is None:
                 continue
             best = log.loc[log.valid_objective.idxmax()]
-            patience_left = int(best.epoch) + 30 - len(log)
-            stopped = "patience (30)" if patience_left <= 0 else "time"
+            stopped = f"patience ({PATIENCE})" if len(log) - int(best.epoch) >= PATIENCE else "time"
             scores = per_image(root / "paper", run_name(model, depth))
             lines.append(
                 f"| {depth} | {model.upper()} | {len(log)} | {int(best.epoch)} | {stopped} | "
@@ -68,9 +66,10 @@ def margin_table(root: Path) -> str:
     ]
     for depth in DEPTHS:
         g, v = (per_image(root / "paper", run_name(m, depth)) for m in ("gae", "vae"))
-        ratio = "–" if g is None or v is None else f"{(g - v).mean() / sem(g - v):+.1f}"
-        slides = f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
-        lines.append(f"| {depth} | {cell(g)} | {cell(v)} | {diff(g, v)} | {ratio} | {slides} |")
+        lines.append(
+            f"| {depth} | {cell(g)} | {cell(v)} | {diff(g, v)} | {ratio(g, v)} | "
+            f"{slides_cell(depth)} |"
+        )
     return "\n".join(lines)
 
 

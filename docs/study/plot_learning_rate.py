@@ -19,9 +19,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from plot_cpu_study import CHOSEN, DEPTHS, FIRST, OUT, STUDY, per_image, run_name, sem  # noqa: E402
-
-from gae.tables import SLIDES_TABLE2  # noqa: E402
+from plot_cpu_study import (  # noqa: E402
+    CHOSEN,
+    DEPTHS,
+    FIRST,
+    OUT,
+    STUDY,
+    per_image,
+    run_name,
+    sem,
+    slides_cell,
+)
 
 HERE = Path(__file__).resolve().parent
 SHARED = "unit"  # the GAE variant of the component study (run_cpu_study.sh)
@@ -51,6 +59,16 @@ def diff(a: np.ndarray | None, b: np.ndarray | None) -> str:
         return "–"
     d = a - b
     return f"{d.mean():+.2f} ± {sem(d):.2f}"
+
+
+def ratio(a: np.ndarray | None, b: np.ndarray | None) -> str:
+    """The paired difference a − b in standard errors ('–' if either is missing)."""
+    return "–" if a is None or b is None else f"{(a - b).mean() / sem(a - b):+.1f}"
+
+
+def seed_folders(base: str) -> tuple[tuple[str, str], ...]:
+    """(seed, folder) of a study variant's three seeds: 1234 in `base`, 2 and 3 beside it."""
+    return (("1234", base), ("2", f"{base}-seed2"), ("3", f"{base}-seed3"))
 
 
 def schedule_table() -> str:
@@ -112,12 +130,10 @@ def full_table() -> str:
     for depth in DEPTHS:
         values = [scores(folder, model, depth, None) for _, folder, model in columns]
         vae, gae = values[0], values[-1]
-        ratio = "–" if gae is None or vae is None else f"{(gae - vae).mean() / sem(gae - vae):+.1f}"
-        slides = f"{SLIDES_TABLE2[('gae', depth)]:.2f} / {SLIDES_TABLE2[('vae', depth)]:.2f}"
         lines.append(
             f"| {depth} | "
             + " | ".join(cell(v) for v in values)
-            + f" | {diff(gae, vae)} | {ratio} | {slides} |"
+            + f" | {diff(gae, vae)} | {ratio(gae, vae)} | {slides_cell(depth)} |"
         )
     return "\n".join(lines)
 
@@ -142,7 +158,7 @@ def seeds_table() -> str:
         "| seed | GAE | VAE | GAE − VAE (paired) |",
         "|---|---|---|---|",
     ]
-    for seed, folder in (("1234", STEP), ("2", f"{STEP}-seed2"), ("3", f"{STEP}-seed3")):
+    for seed, folder in seed_folders(STEP):
         g, v = scores(folder, "gae", 2), scores(folder, "vae", 2)
         lines.append(f"| {seed} | {cell(g)} | {cell(v)} | {diff(g, v)} |")
     return "\n".join(lines)
