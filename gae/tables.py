@@ -463,14 +463,17 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
 def paired_difference(cfg: dict[str, Any], run: str, baseline: str) -> tuple[float, float]:
     """Mean and standard error of log p(x_i) under ``run`` minus under ``baseline``, image by
     image (importance sampling, ``loglik_images.npz``); NaN when the test images differ."""
-    values = []
+    values, images = [], []
     for name in (run, baseline):
         path = run_dir(cfg, name) / PER_IMAGE_FILE
         if not path.is_file():
             raise GaeError(f"{path} is missing; it is produced by `gae loglik {name}`")
         with np.load(path) as data:
             values.append(data["importance_log_px"].astype(np.float64))
-    if values[0].shape != values[1].shape:
+            # test_index: the images' rows in the test file (absent in files made before it)
+            images.append(data["test_index"] if "test_index" in data.files else None)
+    same_rows = images[0] is None or images[1] is None or np.array_equal(images[0], images[1])
+    if values[0].shape != values[1].shape or not same_rows:
         log.warning("%s and %s were evaluated on different test images; no pairing", run, baseline)
         return math.nan, math.nan
     return mean_sem(values[0] - values[1])

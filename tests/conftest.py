@@ -46,18 +46,35 @@ def data_mirror() -> Path:
     return MIRROR
 
 
-@pytest.fixture(scope="session")
-def prepared_cfg(tmp_path_factory: pytest.TempPathFactory, data_mirror: Path) -> dict[str, Any]:
-    """A config whose ``paths.data`` holds ``mnist`` and ``bmnist`` prepared from the mirror.
+def mirror_without(src: Path, dst: Path, *absent: str) -> Path:
+    """A mirror at ``dst`` holding ``src``'s data sets except ``absent`` (each a folder of
+    symlinks), for tests that need a mirror lacking some data set whatever ``../shared`` holds."""
+    for folder in sorted(p for p in src.iterdir() if p.is_dir() and p.name not in absent):
+        (dst / folder.name).mkdir(parents=True)
+        for item in folder.iterdir():
+            (dst / folder.name / item.name).symlink_to(item)
+    return dst
 
-    ``bmnist`` is the seeded Bernoulli variant here (downloads are off, so no .amat).
+
+@pytest.fixture(scope="session")
+def grey_mirror(tmp_path_factory: pytest.TempPathFactory, data_mirror: Path) -> Path:
+    """The offline mirror WITHOUT the Larochelle ``bmnist/`` files (MNIST and Frey only)."""
+    return mirror_without(data_mirror, tmp_path_factory.mktemp("grey-mirror"), "bmnist")
+
+
+@pytest.fixture(scope="session")
+def prepared_cfg(tmp_path_factory: pytest.TempPathFactory, grey_mirror: Path) -> dict[str, Any]:
+    """A config whose ``paths.data`` holds ``mnist`` and ``bmnist`` prepared from a mirror.
+
+    The mirror is ``grey_mirror`` (no Larochelle files), so ``bmnist`` here is the seeded
+    Bernoulli variant by ``bmnist_source: auto``'s fallback: small, fast and labelled.
     """
     from gae.data.prepare import prepare_dataset
 
     root = tmp_path_factory.mktemp("prepared")
-    cfg = make_cfg(root / "data", root / "results", mirror=str(data_mirror))
+    cfg = make_cfg(root / "data", root / "results", mirror=str(grey_mirror))
     for dataset in ("mnist", "bmnist"):
-        prepare_dataset(cfg, dataset, mirror=str(data_mirror), force=False)
+        prepare_dataset(cfg, dataset, mirror=str(grey_mirror), force=False)
     return cfg
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from gae.cli import main
 from gae.data import sources
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, mirror_without
 
 DEAD_URL = "http://127.0.0.1:9/"  # discard port: connection refused at once, no network needed
 
@@ -213,12 +213,13 @@ def test_tfd_with_a_bad_file(tmp_path, capsys):
 
 
 def test_bmnist_larochelle_required_but_unreachable(tmp_path, capsys, data_mirror):
+    mirror = mirror_without(data_mirror, tmp_path / "mirror", "bmnist")
     rc, err = _prepare(
         tmp_path,
         capsys,
         "bmnist",
         "--mirror",
-        str(data_mirror),
+        str(mirror),
         data={"bmnist_source": "larochelle"},
     )
     line = _error_line(err)
@@ -295,3 +296,30 @@ def test_write_failure_midway_leaves_no_partial_npz(tmp_path, capsys, data_mirro
     line = _error_line(err)
     assert rc == 1 and "frey.npz" in line and "No space left on device" in line
     _unchanged(tmp_path, hashes)
+
+
+def test_bmnist_from_the_mirror_is_the_verified_larochelle_data(tmp_path, capsys, data_mirror):
+    """The mirror's Larochelle files are used by default (`bmnist_source: auto`), each verified
+    against its PUBLISHED sha256; a copy with one byte changed (still valid 0/1 content) is
+    refused rather than used or replaced by the Bernoulli fallback."""
+    if not (data_mirror / "bmnist" / "binarized_mnist_test.amat").is_file():
+        pytest.skip(f"{data_mirror} has no Larochelle bmnist/ files")
+    for sub in ("good", "bad"):
+        (tmp_path / sub).mkdir()
+    rc, err = _prepare(tmp_path / "good", capsys, "bmnist", "--mirror", str(data_mirror))
+    assert rc == 0, err
+    meta = yaml.safe_load((tmp_path / "good" / "data" / "prepared" / "bmnist.json").read_text())
+    assert meta["variant"] == "larochelle-amat" and "larochelle-amat" in err
+    assert {r["file"]: r["sha256"] for r in meta["sources"]} == sources.LAROCHELLE_SHA256
+    assert {r["verified_by"] for r in meta["sources"]} == {"published sha256 + content check"}
+
+    mirror = _mirror_copy(data_mirror, tmp_path / "mirror", "bmnist")
+    name = "binarized_mnist_test.amat"
+    content = bytearray((data_mirror / "bmnist" / name).read_bytes())
+    content[0] = ord("1") if content[0] == ord("0") else ord("0")  # one pixel flipped
+    _replace(mirror, f"bmnist/{name}", bytes(content))
+    rc, err = _prepare(tmp_path / "bad", capsys, "bmnist", "--mirror", str(mirror))
+    line = _error_line(err)
+    assert rc == 1 and name in line and "fails verification" in line
+    assert sources.LAROCHELLE_SHA256[name] in line
+    _no_partial_files(tmp_path / "bad")

@@ -152,6 +152,9 @@ def test_bmnist_larochelle_amat_when_reachable(tmp_path, http_root, monkeypatch)
         (root / name).write_bytes(_amat(truth[name]))
     monkeypatch.setattr(sources, "LAROCHELLE_ROWS", rows)
     monkeypatch.setattr(sources, "LAROCHELLE_BASE_URLS", (base,))
+    # these stand-in files are not the canonical ones: publish their own hashes for the test
+    published = {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in rows}
+    monkeypatch.setattr(sources, "LAROCHELLE_SHA256", published)
     cfg = make_cfg(tmp_path / "data", download=True, bmnist_source="auto")
     prepare_dataset(cfg, "bmnist", mirror=None)
     data = load_prepared(cfg, "bmnist")
@@ -163,6 +166,29 @@ def test_bmnist_larochelle_amat_when_reachable(tmp_path, http_root, monkeypatch)
     assert meta["variant"] == "larochelle-amat"
     assert "no labels" in meta["labels"]
     assert meta["splits"] == {"train": 6, "valid": 3, "test": 2}
+    assert {r["verified_by"] for r in meta["sources"]} == {"published sha256 + content check"}
+
+
+def test_a_downloaded_amat_is_checked_against_the_published_sha256(
+    tmp_path, http_root, monkeypatch
+):
+    """A well-formed .amat whose bytes are not the published file's is refused, not used."""
+    root, base = http_root
+    rows = {
+        "binarized_mnist_train.amat": 2,
+        "binarized_mnist_valid.amat": 1,
+        "binarized_mnist_test.amat": 1,
+    }
+    rng = np.random.default_rng(2)
+    for name, n in rows.items():
+        (root / name).write_bytes(_amat(rng.integers(0, 2, size=(n, 784))))
+    monkeypatch.setattr(sources, "LAROCHELLE_ROWS", rows)
+    monkeypatch.setattr(sources, "LAROCHELLE_BASE_URLS", (base,))
+    # the real published hashes stay in force: these valid-looking files do not match them
+    cfg = make_cfg(tmp_path / "data", download=True, bmnist_source="auto")
+    with pytest.raises(DataError, match=r"found but fails verification.*expected ad693b29"):
+        prepare_dataset(cfg, "bmnist", mirror=None)
+    assert not prepared_path(cfg, "bmnist").exists()
 
 
 def test_parse_idx_checks_magic_and_size():

@@ -127,8 +127,16 @@ def test_load_prepared_applies_subset_and_keeps_file_full(prepared_cfg):
     assert data["x_train"].shape == (123, 784) and data["y_train"].shape == (123,)
     assert data["x_valid"].shape == (10000, 784)
     assert data["x_test"].shape == (7, 784) and data["y_test"].shape == (7,)
-    np.testing.assert_array_equal(data["x_train"], full["x_train"][:123])
+    # a fixed seeded random sample, recorded as rows of the file, never the head
+    rows = data["idx_train"]
+    assert rows.shape == (123,) and len(set(rows.tolist())) == 123
+    assert not np.array_equal(np.sort(rows), np.arange(123))
+    np.testing.assert_array_equal(data["x_train"], full["x_train"][rows])
+    np.testing.assert_array_equal(data["y_test"], full["y_test"][data["idx_test"]])
+    np.testing.assert_array_equal(full["idx_valid"], np.arange(10000))  # no subset: all rows
     assert full["x_train"].shape == (50000, 784)
+    again = load_prepared(cfg, "mnist")  # the same rows every time, for every run
+    np.testing.assert_array_equal(again["idx_train"], rows)
 
 
 def test_load_prepared_missing_and_malformed(tmp_path):

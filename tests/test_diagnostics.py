@@ -56,6 +56,7 @@ RUN = "mnist-gae-L1-z50"
 def test_diagnose_run_flags_copied_samples(prepared_cfg_tmp):
     from gae.config import run_dir
     from gae.data.prepare import load_prepared
+    from gae.data.subsets import random_rows
     from gae.io import atomic_save_npy
 
     cfg = prepared_cfg_tmp
@@ -65,13 +66,16 @@ def test_diagnose_run_flags_copied_samples(prepared_cfg_tmp):
         diagnose_run(cfg, RUN)
     data = load_prepared(cfg, "mnist")
     rng = np.random.default_rng(2)
-    copies = data["x_train"][rng.choice(1000, 60, replace=False)]
+    # copies of images among the 1,000 the diagnostics compare with (a seeded random sample)
+    train_rows = random_rows(len(data["x_train"]), 1000, cfg["data"]["subset_seed"], "train")
+    copies = data["x_train"][train_rows[rng.choice(1000, 60, replace=False)]]
     fresh = rng.random((60, copies.shape[1]), dtype=np.float32)  # noise: far from everything
     atomic_save_npy(run_dir(cfg, RUN) / "samples.npy", np.concatenate([copies, fresh]))
 
     out = diagnose_run(cfg, RUN)
     result = json.loads(out.read_text())
     assert result["n_samples"] == 120 and result["n_train"] == 1000 and result["n_test"] == 100
+    assert result["train_images"]["indices"] == train_rows.tolist()
     assert result["share_closer_than_test"]["min_test"] == pytest.approx(0.5)
     assert result["samples_to_train"]["quantiles"]["q00"] == 0.0
     assert result["test_to_train"]["quantiles"]["q00"] > 0.0

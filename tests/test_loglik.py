@@ -224,6 +224,7 @@ RUN = "bmnist-gae-L1-z50"
 
 
 def test_loglik_run_writes_json(prepared_cfg_tmp):
+    from gae.data.subsets import random_rows
     from gae.config import run_dir
     from gae.data.prepare import load_prepared
     from gae.models import architecture_from_config, build_model, save_model
@@ -245,13 +246,19 @@ def test_loglik_run_writes_json(prepared_cfg_tmp):
     assert result["n_test"] == 30
     imp, pri = result["estimators"]["importance"], result["estimators"]["prior"]
     assert imp["n_importance"] == 16 and pri["n_prior"] == 24
-    x = torch.from_numpy(data["x_test"][:30])
-    ref = importance_log_likelihood(model.eval(), x, 16, chunk_size=40, seed=cfg["seed"])
+    # the 30 images are the seeded random sample of the test split, recorded as test_index
+    rows = random_rows(len(data["x_test"]), 30, cfg["data"]["subset_seed"], "test")
+    assert result["test_images"]["complete"] is False and result["test_images"]["n"] == 30
+    x = torch.from_numpy(data["x_test"][rows])
+    ref = importance_log_likelihood(
+        model.eval(), x, 16, chunk_size=40, seed=cfg["seed"], image_ids=rows
+    )
     assert imp["mean"] == pytest.approx(float(ref.log_px.mean()), rel=1e-6)
     assert imp["mean"] < 0 and pri["mean"] < 0 and imp["sem"] > 0
     assert imp["prior_components"] is None and "exact" in imp["log_prior"]
     with np.load(run_dir(cfg, RUN) / "loglik_images.npz") as per_image:
         assert per_image["importance_log_px"].shape == (30,)
+        np.testing.assert_array_equal(per_image["test_index"], rows)
         np.testing.assert_allclose(per_image["importance_log_px"], ref.log_px.numpy(), rtol=1e-6)
         assert float(per_image["prior_log_px"].mean()) == pytest.approx(pri["mean"], rel=1e-12)
 

@@ -134,6 +134,7 @@ RUN = "mnist-gae-L1-z50"
 def test_parzen_run_writes_json(prepared_cfg_tmp):
     from gae.config import run_dir
     from gae.data.prepare import load_prepared
+    from gae.data.subsets import random_rows
     from gae.io import atomic_save_npy
 
     cfg = prepared_cfg_tmp
@@ -148,8 +149,11 @@ def test_parzen_run_writes_json(prepared_cfg_tmp):
     assert {"mean", "sem", "sigma", "n_samples", "n_test"} <= set(result)
     assert result["n_samples"] == 300 and result["n_test"] == 150
     assert len(result["validation"]["sigma"]) == 13
+    test_rows = random_rows(len(data["x_test"]), 150, cfg["data"]["subset_seed"], "test")
+    assert result["test_images"]["indices"] == test_rows.tolist()
+    assert len(result["valid_images"]["indices"]) == 100
     ref = brute_force_parzen(
-        torch.from_numpy(data["x_test"][:150]), torch.from_numpy(samples), result["sigma"]
+        torch.from_numpy(data["x_test"][test_rows]), torch.from_numpy(samples), result["sigma"]
     )
     assert result["mean"] == pytest.approx(float(ref.mean()), abs=1e-2)
 

@@ -296,8 +296,12 @@ def test_short_training_on_real_mnist_improves_and_writes_artifacts(
         from gae.data.prepare import load_prepared
 
         x = torch.as_tensor(load_prepared(cfg, "mnist")["x_train"][:5])
-        mu, logvar = model.encode(x)
-        assert torch.equal(model.prior.means[:5], mu.detach())
+        mu, _ = model.encode(x)
+        # Not bitwise: the prior was encoded in one large batch, this in 5 rows, and float32
+        # matrix products may sum in a different order for another batch shape (seen on some
+        # CPUs of the CI machine kind). 1e-5 absolute is ~100 float32 ulps of these O(1)
+        # means, far below any difference a wrong or stale encoder would make (>= 1e-2).
+        torch.testing.assert_close(model.prior.means[:5], mu.detach(), rtol=0.0, atol=1e-5)
 
     samples_path = sample_run(cfg, run)
     samples = np.load(samples_path)

@@ -45,6 +45,7 @@ from gae.config import DATASETS, data_dir, prepared_path
 from gae.data import sources
 from gae.data.fetch import Fetched, FetchError, RemoteFile, content_sha256, fetch
 from gae.data.formats import check_frey, load_frey, load_tfd, parse_amat, parse_idx, read_bytes
+from gae.data.subsets import take_rows
 from gae.errors import ConfigError, DataError, GaeError
 from gae.io import atomic_save_npz, atomic_write_json, read_json
 
@@ -138,7 +139,8 @@ def prepare_dataset(
 def load_prepared(cfg: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
     """The prepared splits of ``dataset``, each cut to ``cfg['data']['subset']`` rows if set.
 
-    Prepared files are always full; presets shrink them here, at load time.
+    Prepared files are always full; presets shrink them here, at load time, to a seeded random
+    sample (``apply_subsets``). ``idx_{split}`` gives each returned row's index in the file.
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -157,25 +159,17 @@ def load_prepared(cfg: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
         _check_arrays(arrays, str(path))
     except DataError as exc:
         raise DataError(f"{exc}; run `gae prepare {dataset} --force` to rebuild it") from exc
-    subset = (cfg.get("data") or {}).get("subset") or {}
+    return apply_subsets(cfg, arrays)
+
+
+def apply_subsets(cfg: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each split cut to ``data.subset.{split}`` rows: a fixed seeded random sample
+    (``gae.data.subsets``), never the first rows. Adds ``idx_{split}``, the rows of the file."""
+    data_cfg = cfg.get("data") or {}
+    subset = data_cfg.get("subset") or {}
+    seed = int(data_cfg.get("subset_seed", 0))
     for split in SPLITS:
-        n = subset.get(split)
-        if n is None:
-            continue
-        available = arrays[f"x_{split}"].shape[0]
-        if n > available:
-            log.warning(
-                "data.subset.%s = %d but %s has only %d %s rows; using all",
-                split,
-                n,
-                dataset,
-                available,
-                split,
-            )
-        for prefix in ("x", "y"):
-            key = f"{prefix}_{split}"
-            if key in arrays:
-                arrays[key] = arrays[key][:n]
+        arrays = take_rows(arrays, split, subset.get(split), seed, f"data.subset.{split}")
     return arrays
 
 
@@ -370,7 +364,7 @@ def _plan_larochelle(cfg: dict[str, Any], raw_root: Path, mirror: str | None) ->
             "bmnist",
             name,
             tuple(b + name for b in sources.LAROCHELLE_BASE_URLS),
-            None,
+            sources.LAROCHELLE_SHA256[name],
             check=check,
         )
         got = fetch(spec, raw_root, mirror, cfg["data"]["download"])

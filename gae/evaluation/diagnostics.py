@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gae.evaluation import resolve_device, take_first
+from gae.evaluation import eval_rows, resolve_device, take_first
 from gae.evaluation.parzen import grid_from_config, load_samples, parzen_evaluate
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,12 @@ def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
     seed = int(cfg.get("seed", 0))
     samples = take_first(load_samples(cfg, run), settings.get("n_samples"), "sample")
     data = load_prepared(cfg, spec.dataset)
-    train = take_first(data["x_train"], settings.get("n_train"), "training")
-    x_test = take_first(data["x_test"], parzen_settings.get("n_test"), "test")
+    train, _, train_rows = eval_rows(
+        cfg, data, "train", settings.get("n_train"), "evaluation.diagnostics.n_train"
+    )
+    x_test, _, test_rows = eval_rows(
+        cfg, data, "test", parzen_settings.get("n_test"), "evaluation.parzen.n_test"
+    )
     chunk = int(parzen_settings.get("chunk_size", 2000))
 
     sample_dist, sample_index = nearest_neighbours(
@@ -197,13 +201,17 @@ def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
         "n_samples": int(len(samples)),
         "n_train": int(len(train)),
         "n_test": int(len(x_test)),
+        "train_images": train_rows,
+        "test_images": test_rows,
         **memorisation_summary(sample_dist, test_dist),
     }
 
     # Parzen baseline: real training images as the "samples", sigma chosen the same way
     n_base = min(int(settings.get("n_samples") or len(samples)), len(data["x_train"]))
     pick = np.sort(np.random.default_rng(seed).choice(len(data["x_train"]), n_base, replace=False))
-    x_valid = take_first(data["x_valid"], parzen_settings.get("n_valid", 1000), "validation")
+    x_valid, _, _ = eval_rows(
+        cfg, data, "valid", parzen_settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
+    )
     baseline = parzen_evaluate(
         data["x_train"][pick],
         x_valid,

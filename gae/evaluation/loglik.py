@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gae.evaluation import mean_sem, require_file, resolve_device, take_first
+from gae.evaluation import eval_rows, mean_sem, require_file, resolve_device
 from gae.ops import (
     LOG_2PI,
     chunked_rows,
@@ -152,14 +152,20 @@ def importance_log_likelihood(
     seed: int = 0,
     progress: bool = False,
     prior_components: int | None = None,
+    image_ids: np.ndarray | None = None,
 ) -> LoglikEstimate:
     """Estimator (a): proposal q(z|x) from ``model.encode``, exact ``model.prior.log_prob``.
 
     ``chunk_size`` bounds how many latent draws (rows x samples) are decoded at once.
+    ``image_ids`` (default 0..N-1) seed each image's draws: pass the images' rows in the test
+    file, so an image gets the same draws whichever subset it is scored in.
     ``prior_components = K`` (exemplar-mixture priors only; K >= n means exact) replaces the
     exact log p(z) by the lower bound over the K components nearest each test image.
     """
     n = x.shape[0]
+    ids = np.arange(n) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
+    if ids.shape != (n,):
+        raise ValueError(f"image_ids has shape {ids.shape}, expected ({n},)")
     rows, cols = _block_shape(n_samples, chunk_size)
     k = _truncation(model, prior_components)
     if k is not None:  # every image's K nearest components, found once (encoder means)
@@ -174,7 +180,10 @@ def importance_log_likelihood(
         mu, logvar = model.encode(xb)
         d = mu.shape[1]
         eps = torch.stack(
-            [torch.randn(n_samples, d, generator=row_generator(seed, r0 + i)) for i in range(b)]
+            [
+                torch.randn(n_samples, d, generator=row_generator(seed, int(ids[r0 + i])))
+                for i in range(b)
+            ]
         ).to(device=mu.device, dtype=mu.dtype)  # (b, S, d), drawn per image: chunk-invariant
         std = torch.exp(0.5 * logvar)[:, None, :]
         log_q_const = -0.5 * (logvar.sum(dim=1, keepdim=True) + d * LOG_2PI)  # (b, 1)
@@ -266,6 +275,24 @@ def prior_log_likelihood(
     return LoglikEstimate(out[0], out[1], out[2], n_samples)
 
 
+def _without_indices(subset: dict[str, Any]) -> dict[str, Any]:
+    """The subset record for the JSON: its indices live in loglik_images.npz (``test_index``)."""
+    out = {k: v for k, v in subset.items() if k != "indices"}
+    if "indices" in subset:
+        out["indices_in"] = f"{PER_IMAGE_FILE}: test_index"
+    return out
+
+
+def _data_variant(cfg: dict[str, Any], dataset: str) -> str | None:
+    """The prepared data's variant (e.g. ``larochelle-amat``, ``bernoulli-seed0``) from its JSON."""
+    from gae.config import prepared_path
+    from gae.io import read_json
+
+    path = prepared_path(cfg, dataset, "json")
+    meta = read_json(path) if path.is_file() else {}
+    return meta.get("variant") if isinstance(meta, dict) else None
+
+
 def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     """``gae loglik RUN``: results/runs/{run}/loglik.json and its per-image loglik_images.npz."""
     from gae.config import run_dir, run_spec
@@ -279,7 +306,8 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     model_path = require_file(run_dir(cfg, run) / "model.pt", f"gae train {run}")
     model = load_model(model_path, device=str(device))
     data = load_prepared(cfg, spec.dataset)
-    x_test = take_first(data["x_test"], settings.get("n_test"), "test")
+    n_test = settings.get("n_test")
+    x_test, test_index, subset = eval_rows(cfg, data, "test", n_test, "evaluation.loglik.n_test")
     x = torch.as_tensor(x_test, dtype=torch.float32, device=device)
     chunk = int(settings.get("chunk_size", 4096))
     seed = int(cfg.get("seed", 0))
@@ -289,7 +317,9 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     mixture = hasattr(model.prior, "n_components")  # the setting concerns GAE priors only
     k = settings.get("prior_components")
     k = _truncation(model, int(k)) if mixture and k is not None else None
-    imp = importance_log_likelihood(model, x, n_imp, chunk, seed, progress=True, prior_components=k)
+    imp = importance_log_likelihood(
+        model, x, n_imp, chunk, seed, progress=True, prior_components=k, image_ids=test_index
+    )
     pri = prior_log_likelihood(model, x, n_pri, chunk, seed + 1, progress=True)
     if k is None:
         prior_note = "log p(z) exact" + (
@@ -306,6 +336,8 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
         "dataset": spec.dataset,
         "n_test": int(x.shape[0]),
         "seed": seed,
+        "data_variant": _data_variant(cfg, spec.dataset),
+        "test_images": _without_indices(subset),
         "units": "nats per image, mean test log p(x); sem = std(ddof=1)/sqrt(n_test)",
         "estimators": {
             "importance": {
@@ -314,7 +346,8 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
                 "proposal": "encoder q(z|x)",
                 "log_prior": prior_note,
                 "prior_components": k,
-                "draws": "independent per test image, generator seeded by (seed, image index)",
+                "draws": "independent per test image, generator seeded by (seed, its row in "
+                "the test file)",
             },
             "prior": {
                 **pri.summary(),
@@ -327,6 +360,7 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     # per-image values: paired comparisons between runs evaluated on the same test images
     atomic_save_npz(
         run_dir(cfg, run) / PER_IMAGE_FILE,
+        test_index=test_index,
         importance_log_px=imp.log_px.numpy(),
         importance_mc_se=imp.mc_se.numpy(),
         importance_ess=imp.ess.numpy(),

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gae.evaluation import mean_sem, require_file, resolve_device, take_first
+from gae.evaluation import eval_rows, mean_sem, require_file, resolve_device
 from gae.ops import LOG_2PI
 
 log = logging.getLogger(__name__)
@@ -276,8 +276,12 @@ def parzen_run(cfg: dict[str, Any], run: str) -> Path:
             f"{run_dir(cfg, run) / 'samples.npy'} has {samples.shape[1]} pixels per row but "
             f"{spec.dataset} has {data['x_test'].shape[1]}; re-run `gae sample {run}`"
         )
-    x_valid = take_first(data["x_valid"], settings.get("n_valid", 1000), "validation")
-    x_test = take_first(data["x_test"], settings.get("n_test"), "test")
+    x_valid, _, valid_rows = eval_rows(
+        cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
+    )
+    x_test, _, test_rows = eval_rows(
+        cfg, data, "test", settings.get("n_test"), "evaluation.parzen.n_test"
+    )
     result = parzen_evaluate(
         samples,
         x_valid,
@@ -289,7 +293,8 @@ def parzen_run(cfg: dict[str, Any], run: str) -> Path:
         progress=True,
     )
     out = run_dir(cfg, run) / "parzen.json"
-    atomic_write_json(out, {"run": run, "dataset": spec.dataset, **result.to_json()})
+    images = {"valid_images": valid_rows, "test_images": test_rows}
+    atomic_write_json(out, {"run": run, "dataset": spec.dataset, **result.to_json(), **images})
     log.info(
         "parzen %s: %.2f +- %.2f nats (sigma %.4f) -> %s",
         run,
