@@ -54,7 +54,8 @@ def test_fetch_falls_back_to_the_next_url_and_verifies(tmp_path, http_root, data
     assert got.origin == base + name
     assert got.path == tmp_path / "raw" / "mnist" / name
     assert got.sha256 == sources.MNIST_SHA256[name] == content_sha256(got.path)
-    assert [p.name for p in got.path.parent.iterdir()] == [name]  # no .part left
+    # no .part left: the file and the log of where it came from
+    assert sorted(p.name for p in got.path.parent.iterdir()) == sorted([name, "fetch_log.jsonl"])
     # a second fetch uses the verified cached copy
     assert fetch(spec, tmp_path / "raw", None, download=False).origin.startswith("cache")
 
@@ -90,8 +91,12 @@ def test_frey_canonical_download_is_verified_by_content(
     prepare_dataset(cfg, "frey", mirror=None)
     meta = json.loads(prepared_path(cfg, "frey", "json").read_text())
     (source,) = meta["sources"]
-    assert source["fetched_from"] == base + "frey_rawface.mat"
-    assert source["verified_by"] == "content check"
+    assert source["verified_by"] == (
+        "sha256 in the mirror's SHA256SUMS (mirror copies) + content check"
+    )
+    (entry,) = _fetch_log(tmp_path / "data", "frey")
+    assert entry["fetched_from"] == base + "frey_rawface.mat"
+    assert entry["verified_by"] == "content check"  # this copy: a download, by content
     assert source["sha256"] == hashlib.sha256((root / "frey_rawface.mat").read_bytes()).hexdigest()
     data = load_prepared(cfg, "frey")
     assert sum(data[f"x_{s}"].shape[0] for s in ("train", "valid", "test")) == 1965
@@ -112,10 +117,27 @@ def test_file_url_works_too(tmp_path, data_mirror, monkeypatch):
     monkeypatch.setattr(sources, "FREY_URLS", (DEAD_URL + "x.mat", url))
     cfg = make_cfg(tmp_path / "data", download=True)
     prepare_dataset(cfg, "frey", mirror=None)
-    assert (
-        json.loads(prepared_path(cfg, "frey", "json").read_text())["sources"][0]["fetched_from"]
-        == url
-    )
+    assert [e["fetched_from"] for e in _fetch_log(tmp_path / "data", "frey")] == [url]
+
+
+def _fetch_log(data_dir, dataset: str) -> list[dict]:
+    path = data_dir / "raw" / dataset / "fetch_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_provenance_depends_on_content_only(tmp_path, data_mirror):
+    """Re-preparing from the data/raw cache (not the mirror) writes the same provenance JSON,
+    byte for byte, so DVC sees data/prepared unchanged; the origin goes to fetch_log.jsonl."""
+    cfg = make_cfg(tmp_path / "data", mirror=str(data_mirror))
+    prepare_dataset(cfg, "frey", mirror=str(data_mirror))
+    first = prepared_path(cfg, "frey", "json").read_bytes()
+    prepare_dataset(cfg, "frey", mirror=None, force=True)  # now from the verified cache
+    assert prepared_path(cfg, "frey", "json").read_bytes() == first
+    log_entries = _fetch_log(tmp_path / "data", "frey")
+    assert [e["fetched_from"] for e in log_entries] == [
+        str(data_mirror / "frey" / "frey_rawface.mat")
+    ]
+    assert "fetched_from" not in first.decode()
 
 
 def test_corrupt_cached_raw_copy_is_fetched_again(tmp_path, data_mirror, caplog):

@@ -132,11 +132,13 @@ def fetch(
     if mirror:
         got = _from_mirror(spec, Path(mirror), dest, attempts)
         if got is not None:
+            _log_origin(got, spec)
             return got
     if download:
         for url in spec.urls:
             got = _from_url(spec, url, dest, attempts)
             if got is not None:
+                _log_origin(got, spec)
                 return got
     else:
         attempts.append(f"URLs {', '.join(spec.urls)} (not tried: data.download is false)")
@@ -230,6 +232,47 @@ def _store(
     sha = checked[0]
     log.info("%s: fetched from %s and verified (sha256 %s)", dest, origin, sha)
     return Fetched(dest, sha, origin, _how(spec, expected))
+
+
+FETCH_LOG = "fetch_log.jsonl"  # beside the raw files: where each verified copy came from
+
+
+def verification_rule(spec: RemoteFile) -> str:
+    """What every accepted copy of ``spec`` passes, whichever source it came from.
+
+    This (not the origin of one particular copy) is what the prepared data's provenance JSON
+    records, so that JSON depends on the content alone: a re-prepare from the ``data/raw``
+    cache, a mirror or a URL writes the same bytes, and DVC sees no change.
+    """
+    parts = []
+    if spec.sha256 is not None:
+        parts.append("published sha256")
+    elif spec.mirror_sha256 is not None:
+        parts.append("sha256 in the mirror's SHA256SUMS (mirror copies)")
+    if spec.check is not None:
+        parts.append("content check")
+    return " + ".join(parts) or "none"
+
+
+def _log_origin(got: Fetched, spec: RemoteFile) -> None:
+    """Append where a newly verified copy came from to ``data/raw/{dataset}/fetch_log.jsonl``.
+
+    The origin is history, not content: it lives here, outside the DVC-tracked outputs."""
+    import json
+    import time
+
+    entry = {
+        "file": spec.name,
+        "sha256": got.sha256,
+        "fetched_from": got.origin,
+        "verified_by": got.verified_by,
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        with open(got.path.parent / FETCH_LOG, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    except OSError as exc:  # the copy itself is verified and in place: only warn
+        log.warning("cannot append to %s (%s)", got.path.parent / FETCH_LOG, exc)
 
 
 def _how(spec: RemoteFile, expected: str | None, listed_in: str = "") -> str:

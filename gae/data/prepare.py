@@ -43,7 +43,14 @@ import numpy as np
 from gae import __version__
 from gae.config import DATASETS, data_dir, prepared_path
 from gae.data import sources
-from gae.data.fetch import Fetched, FetchError, RemoteFile, content_sha256, fetch
+from gae.data.fetch import (
+    Fetched,
+    FetchError,
+    RemoteFile,
+    content_sha256,
+    fetch,
+    verification_rule,
+)
 from gae.data.formats import check_frey, load_frey, load_tfd, parse_amat, parse_idx, read_bytes
 from gae.data.subsets import take_rows
 from gae.errors import ConfigError, DataError, GaeError
@@ -228,12 +235,13 @@ def _is_current(npz_path: Path, json_path: Path, fingerprint: dict[str, Any]) ->
 
 
 def _source_record(spec: RemoteFile, got: Fetched) -> dict[str, Any]:
+    """One input's provenance: content only (where this copy came from is in
+    ``data/raw/{dataset}/fetch_log.jsonl``), so re-preparing never changes the JSON."""
     return {
         "file": spec.name,
         "sha256": got.sha256,
         "sha256_of": "decompressed content" if spec.name.endswith(".gz") else "file",
-        "verified_by": got.verified_by,
-        "fetched_from": got.origin,
+        "verified_by": verification_rule(spec),
         "canonical_urls": list(spec.urls),
     }
 
