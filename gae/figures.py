@@ -14,84 +14,27 @@ the command that produces it.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gae.config import RunSpec, parse_run_name, prepared_path, results_dir, run_dir
+from gae.config import RunSpec, parse_run_name, prepared_path, run_dir
+from gae.data.sources import IMAGE_SHAPES
 from gae.errors import GaeError
 from gae.io import atomic_open
+from gae.paths import figure_inputs, figure_paths, figures_dir, sample_grid_plan  # noqa: F401
+from gae.paths import latent_runs as _latent_runs
+from gae.paths import run_datasets as _datasets
 
 log = logging.getLogger(__name__)
 
-IMAGE_SHAPES: dict[str, tuple[int, int]] = {
-    "mnist": (28, 28),
-    "bmnist": (28, 28),
-    "frey": (28, 20),
-    "tfd": (48, 48),
-}
 GRID_SIDE = 8  # samples per grid row/column
 N_LATENT = 1000  # z samples in the latent density (the slides' figure)
 
 
-def figures_dir(cfg: dict[str, Any]) -> Path:
-    return results_dir(cfg) / "figures"
-
-
-def _datasets(cfg: dict[str, Any]) -> list[str]:
-    seen: list[str] = []
-    for run in cfg["runs"]:
-        dataset = parse_run_name(run).dataset
-        if dataset not in seen:
-            seen.append(dataset)
-    return seen
-
-
 def _kind(cfg: dict[str, Any], spec: RunSpec) -> str:
     return cfg["models"][spec.model]["kind"]
-
-
-def sample_grid_plan(cfg: dict[str, Any], dataset: str) -> dict[tuple[int, str], str]:
-    """(depth, model) -> run for the dataset's sample-grid figure.
-
-    Uses the latent size most runs of the data set share (so the 2-D latent runs do not crowd
-    the comparison); columns are the model variants, GAE kinds first, rows the depths.
-    """
-    specs = [parse_run_name(r) for r in cfg["runs"]]
-    specs = [s for s in specs if s.dataset == dataset]
-    if not specs:
-        return {}
-    counts = Counter(s.latent_dim for s in specs)
-    latent = max(counts, key=lambda d: (counts[d], d))
-    return {(s.depth, s.model): s.name for s in specs if s.latent_dim == latent}
-
-
-def _latent_runs(cfg: dict[str, Any]) -> list[RunSpec]:
-    return [parse_run_name(r) for r in cfg["evaluate"].get("latent", [])]
-
-
-def figure_paths(cfg: dict[str, Any]) -> list[Path]:
-    """Every figure make_figures writes, from the configuration alone."""
-    out = figures_dir(cfg)
-    paths = [out / f"samples_{d}.png" for d in _datasets(cfg) if sample_grid_plan(cfg, d)]
-    if _latent_runs(cfg):
-        paths += [out / "latent_density.png", out / "latent_scatter.png"]
-    paths += [out / f"training_curves_{d}.png" for d in _datasets(cfg)]
-    return paths
-
-
-def figure_inputs(cfg: dict[str, Any]) -> list[Path]:
-    """Every file make_figures reads."""
-    paths: list[Path] = []
-    for dataset in _datasets(cfg):
-        paths += [run_dir(cfg, r) / "samples.npy" for r in sample_grid_plan(cfg, dataset).values()]
-    for spec in _latent_runs(cfg):
-        paths.append(run_dir(cfg, spec.name) / "model.pt")
-        paths.append(prepared_path(cfg, spec.dataset))
-    paths += [run_dir(cfg, r) / "train_log.csv" for r in cfg["runs"]]
-    return list(dict.fromkeys(paths))
 
 
 def _require(path: Path, command: str) -> Path:
@@ -125,7 +68,7 @@ def _mosaic(samples: np.ndarray, shape: tuple[int, int], side: int = GRID_SIDE) 
 
 def _model_title(cfg: dict[str, Any], model: str) -> str:
     kind = cfg["models"][model]["kind"].upper()
-    return kind if model in ("gae", "vae") else f"{kind} [{model}]"
+    return kind if model in ("gae", "vae", "vamp") else f"{kind} [{model}]"
 
 
 def sample_grid_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Path:
@@ -165,10 +108,12 @@ def sample_grid_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _load_model(path: Path) -> Any:
-    from gae.models import load_model
+def _load_model(cfg: dict[str, Any], run: str) -> Any:
+    """The run's model.pt, checked to belong to the run (gae.run_model)."""
+    from gae.run_model import load_run_model
 
-    return load_model(path, device="cpu")
+    path = _require(run_dir(cfg, run) / "model.pt", f"gae train {run}")
+    return load_run_model(cfg, run, path, device="cpu")
 
 
 def _layer_title(cfg: dict[str, Any], spec: RunSpec) -> str:
@@ -193,9 +138,7 @@ def latent_density_figure(cfg: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 4), squeeze=False)
     for ax, spec in zip(axes[0], specs, strict=True):
         _check_2d(spec)
-        model = _load_model(
-            _require(run_dir(cfg, spec.name) / "model.pt", f"gae train {spec.name}")
-        )
+        model = _load_model(cfg, spec.name)
         generator = torch.Generator().manual_seed(int(cfg["seed"]))
         with torch.no_grad():
             z = model.prior.sample(N_LATENT, generator).detach().cpu().numpy().astype(np.float64)
@@ -226,9 +169,7 @@ def latent_scatter_figure(cfg: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(specs), figsize=(4.6 * len(specs), 4.2), squeeze=False)
     for ax, spec in zip(axes[0], specs, strict=True):
         _check_2d(spec)
-        model = _load_model(
-            _require(run_dir(cfg, spec.name) / "model.pt", f"gae train {spec.name}")
-        )
+        model = _load_model(cfg, spec.name)
         _require(prepared_path(cfg, spec.dataset), f"gae prepare {spec.dataset}")
         data = load_prepared(cfg, spec.dataset)
         x = torch.as_tensor(np.asarray(data["x_test"], dtype=np.float32))

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from gae.config import run_dir, run_spec
 from gae.errors import GaeError
 from gae.io import atomic_save_npy
-from gae.models import GenerativeModel, load_model
+from gae.models import GenerativeModel
+from gae.run_model import load_run_model
 from gae.training import MODEL_NAME, derive_seed, resolve_device
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def sample_run(cfg: dict[str, Any], run: str) -> Path:
     run_spec(cfg, run)
     folder = run_dir(cfg, run)
     device = resolve_device(cfg)
-    model = load_model(folder / MODEL_NAME, device=device)
+    model = load_run_model(cfg, run, folder / MODEL_NAME, device=device)
     n = int(cfg["evaluation"].get("n_samples", 10000))
     generator = torch.Generator(device=device).manual_seed(derive_seed(cfg["seed"], run, "sample"))
     batch = int(cfg["evaluation"].get("batch_size", 500))

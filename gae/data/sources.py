@@ -10,6 +10,14 @@ call time through this module rather than copying them at import.
 
 from __future__ import annotations
 
+# (height, width) of each data set's images; rows of the prepared arrays are these, flattened.
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {
+    "mnist": (28, 28),
+    "bmnist": (28, 28),
+    "frey": (28, 20),
+    "tfd": (48, 48),
+}
+
 # MNIST (LeCun et al.): the IDX files. First URL is the mirror most tools use.
 MNIST_BASE_URLS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -27,12 +27,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gae.data.sources import IMAGE_SHAPES
 from gae.evaluation import eval_rows, resolve_device, take_first
-from gae.evaluation.parzen import grid_from_config, load_samples, parzen_evaluate
+from gae.evaluation.parzen import (
+    check_sample_width,
+    grid_from_config,
+    load_samples,
+    parzen_evaluate,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SHAPES = {"mnist": (28, 28), "bmnist": (28, 28), "frey": (28, 20), "tfd": (48, 48)}
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 
@@ -183,6 +188,9 @@ def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
     seed = int(cfg.get("seed", 0))
     samples = take_first(load_samples(cfg, run), settings.get("n_samples"), "sample")
     data = load_prepared(cfg, spec.dataset)
+    check_sample_width(
+        samples, spec.dataset, data["x_train"].shape[1], run_dir(cfg, run) / "samples.npy", run
+    )
     train, _, train_rows = eval_rows(
         cfg, data, "train", settings.get("n_train"), "evaluation.diagnostics.n_train"
     )

@@ -298,13 +298,13 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
     from gae.io import atomic_save_npz, atomic_write_json
-    from gae.models import load_model
+    from gae.run_model import load_run_model
 
     spec = run_spec(cfg, run)
     settings = cfg["evaluation"].get("loglik", {})
     device = resolve_device(cfg)
     model_path = require_file(run_dir(cfg, run) / "model.pt", f"gae train {run}")
-    model = load_model(model_path, device=str(device))
+    model = load_run_model(cfg, run, model_path, device=str(device))
     data = load_prepared(cfg, spec.dataset)
     n_test = settings.get("n_test")
     x_test, test_index, subset = eval_rows(cfg, data, "test", n_test, "evaluation.loglik.n_test")

@@ -249,33 +249,45 @@ def load_samples(cfg: dict[str, Any], run: str) -> np.ndarray:
         samples = np.load(path)
     except (OSError, ValueError) as exc:
         raise_bad(path, run, exc)
-    if samples.ndim != 2:
-        raise_bad(path, run, f"expected shape (n, D), got {samples.shape}")
-    return samples.astype(np.float32, copy=False)
+    if samples.ndim != 2 or samples.shape[0] == 0:
+        raise_bad(path, run, f"expected a non-empty (n, D) array, got shape {samples.shape}")
+    samples = samples.astype(np.float32, copy=False)
+    bad = int(np.count_nonzero(~np.isfinite(samples).all(axis=1)))
+    if bad:  # a NaN sample would make every score NaN, and the JSON invalid
+        raise_bad(path, run, f"{bad} of its {len(samples)} rows hold NaN or infinite values")
+    return samples
+
+
+def check_sample_width(samples: np.ndarray, dataset: str, dim: int, path: Path, run: str) -> None:
+    """Samples must have the data set's pixels per row (a Frey model in an MNIST run has not)."""
+    if samples.shape[1] != dim:
+        from gae.errors import GaeError
+
+        raise GaeError(
+            f"{path} has {samples.shape[1]} pixels per row but {dataset} has {dim}; delete it "
+            f"and re-run `gae sample {run}`"
+        )
 
 
 def raise_bad(path: Path, run: str, why: object) -> None:
     from gae.errors import GaeError
 
-    raise GaeError(f"{path} is unreadable ({why}); delete it and re-run `gae sample {run}`")
+    raise GaeError(f"{path} is unusable ({why}); delete it and re-run `gae sample {run}`")
 
 
 def parzen_run(cfg: dict[str, Any], run: str) -> Path:
     """``gae parzen RUN``: results/runs/{run}/parzen.json."""
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
-    from gae.errors import GaeError
     from gae.io import atomic_write_json
 
     spec = run_spec(cfg, run)
     settings = cfg["evaluation"].get("parzen", {})
     samples = load_samples(cfg, run)
     data = load_prepared(cfg, spec.dataset)
-    if samples.shape[1] != data["x_test"].shape[1]:
-        raise GaeError(
-            f"{run_dir(cfg, run) / 'samples.npy'} has {samples.shape[1]} pixels per row but "
-            f"{spec.dataset} has {data['x_test'].shape[1]}; re-run `gae sample {run}`"
-        )
+    check_sample_width(
+        samples, spec.dataset, data["x_test"].shape[1], run_dir(cfg, run) / "samples.npy", run
+    )
     x_valid, _, valid_rows = eval_rows(
         cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
     )
