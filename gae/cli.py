@@ -1,7 +1,8 @@
 """The ``gae`` command line: one subcommand per pipeline step, each calling one package function.
 
 Every subcommand reads ``params.yaml`` (and the overlays it lists) plus any ``--config FILE``
-given here, in order. Errors the user can fix exit with status 1 and one message on stderr.
+given here, in order, then applies each ``--set KEY.PATH=VALUE``. Errors the user can fix exit
+with status 1 and one message on stderr.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _cmd_prepare(cfg: dict[str, Any], args: argparse.Namespace) -> None:
 def _cmd_train(cfg: dict[str, Any], args: argparse.Namespace) -> None:
     from gae.training import train_run
 
-    train_run(cfg, args.run, restart=args.restart)
+    train_run(cfg, args.run, restart=args.restart, restart_if_stale=args.restart_if_stale)
 
 
 def _cmd_sample(cfg: dict[str, Any], args: argparse.Namespace) -> None:
@@ -110,7 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlay a preset on params.yaml (repeatable, applied in order)",
     )
     common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY.PATH=VALUE",
+        help="set one key after the overlays, VALUE read as YAML (repeatable), "
+        "e.g. --set train.lr=1e-4 --set models.gae.n_candidates=64",
+    )
+    common.add_argument(
         "--params", default="params.yaml", metavar="FILE", help="base configuration"
+    )
+    common.add_argument(
+        "--no-preset",
+        action="store_false",
+        dest="preset",
+        help="ignore the `overlays` line of the base configuration (the preset `make run` "
+        "wrote there); the study's jobs use it",
     )
     common.add_argument("--log", metavar="FILE", help="also write the log to FILE")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -139,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         parsers[name].add_argument("run", help="run name, e.g. bmnist-gae-L2-z50")
     parsers["train"].add_argument(
         "--restart", action="store_true", help="ignore an existing checkpoint and start afresh"
+    )
+    parsers["train"].add_argument(
+        "--restart-if-stale",
+        action="store_true",
+        help="resume when the checkpoint matches the settings, else start afresh (the "
+        "pipeline's rules use it) instead of stopping",
     )
     parsers["config"].add_argument("--runs", action="store_true", help="list the run names only")
     return parser
@@ -190,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from gae.config import load_config
 
-        cfg = load_config(args.config, base=args.params)
+        cfg = load_config(args.config, base=args.params, sets=args.sets, preset=args.preset)
         handler(cfg, args)
     except GaeError as exc:
         log.debug("failure", exc_info=True)

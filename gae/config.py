@@ -1,15 +1,24 @@
 """Load, merge and validate the one configuration (``params.yaml`` plus overlay presets).
 
 The effective configuration is ``params.yaml``, then each file of its ``overlays`` list, then
-each ``--config FILE`` of the command line, merged in that order: mappings merge key by key,
-every other value (lists included) is replaced. The result is validated against
-``gae/schemas/params.schema.yaml`` (also used by the Snakefile) plus cross-key checks.
+each ``--config FILE`` of the command line, then each ``--set KEY.PATH=VALUE``, merged in that
+order: mappings merge key by key, every other value (lists included) is replaced. The result is
+validated against ``gae/schemas/params.schema.yaml`` plus the cross-key rules of the training
+code, so a bad value fails before any work, in every ``gae`` command and in Snakemake alike.
+Every error names the file (or ``--set``) that set the offending value, because with overlays
+"params.yaml" is often not where the mistake is.
+
+YAML: files are read as YAML 1.1 (PyYAML) with two changes: a key given twice is an error, and
+exponent floats without a dot or a signed exponent (``1e-4``, ``1e3``, ``1.0e3``) are numbers,
+as in YAML 1.2 (and in DVC's reader), rather than strings.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -74,19 +83,48 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+# YAML 1.2 reads `1e-4`, `1e3` and `1.0e3` as floats; YAML 1.1 (PyYAML) needs a dot and a signed
+# exponent and reads them as strings, so `lr: 1e-4` failed with "'1e-4' is not of type 'number'".
+# Only exponent forms are added: every other scalar resolves as before.
+_YAML12_EXPONENT_FLOAT = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"
+)
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _YAML12_EXPONENT_FLOAT, list("-+0123456789.")
+)
+
+
+def parse_yaml_text(text: str, what: str) -> Any:
+    """``text`` read by the project's YAML loader (unique keys, YAML 1.2 exponent floats)."""
     try:
-        text = path.read_text()
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {exc}") from exc
+
+
+def _read_config_text(path: Path) -> str:
+    """The file's text, or one ConfigError saying what is wrong with the path (no traceback)."""
+    try:
+        return path.read_text()
     except FileNotFoundError as exc:
         raise ConfigError(
             f"configuration file {path} does not exist; run from the project root or pass "
             f"--config with an existing file"
         ) from exc
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            f"configuration file {path} is a folder, not a YAML file; pass one file, e.g. "
+            f"--config config/cpu.yaml"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not a text (YAML) file") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from exc
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    data = parse_yaml_text(_read_config_text(path), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -105,21 +143,95 @@ def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Which file set each key: (key, subkey, ...) -> "params.yaml", "config/cpu.yaml", "--set ...".
+Sources = dict[tuple[str, ...], str]
+
+
+def note_sources(
+    layer: dict[str, Any], source: str, sources: Sources, prefix: tuple[str, ...] = ()
+) -> None:
+    """Record ``source`` as the origin of every key of ``layer`` (merged on top of the rest)."""
+    for key, value in layer.items():
+        path = (*prefix, str(key))
+        if not isinstance(value, dict):  # a replaced mapping's old keys are gone
+            for stale in [p for p in sources if len(p) > len(path) and p[: len(path)] == path]:
+                del sources[stale]
+        sources[path] = source
+        if isinstance(value, dict):
+            note_sources(value, source, sources, path)
+
+
+def source_of(sources: Sources, path: Iterable[Any], default: str) -> str:
+    """The file that set ``path`` (or its nearest ancestor that some file set)."""
+    parts = tuple(str(p) for p in path)
+    for end in range(len(parts), 0, -1):
+        if parts[:end] in sources:
+            return sources[parts[:end]]
+    return default
+
+
+def parse_set(text: str) -> dict[str, Any]:
+    """``KEY.PATH=VALUE`` (the command line's ``--set``) as a nested overlay mapping.
+
+    VALUE is read as YAML, so ``--set train.lr=1e-4`` is a number, ``--set data.mirror=null``
+    is null and ``--set evaluate.latent=[]`` an empty list, exactly as in an overlay file.
+    """
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(
+            f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set train.lr=1e-4 or "
+            f"--set models.gae.n_candidates=64"
+        )
+    if parts[0] == "overlays":
+        raise ConfigError(f"--set {text!r}: give overlay files with --config FILE instead")
+    layer: Any = parse_yaml_text(value, f"--set {text!r}: the value")
+    for part in reversed(parts):
+        layer = {part: layer}
+    return layer
+
+
+def _overlay_list(cfg: dict[str, Any], source: str) -> list[Any]:
+    overlays = cfg.get("overlays") or []
+    if not isinstance(overlays, list) or not all(isinstance(o, str) for o in overlays):
+        raise ConfigError(
+            f"{source}: key 'overlays' must be a list of file names, e.g. "
+            f"[config/cpu.yaml], not {overlays!r}"
+        )
+    return overlays
+
+
 def load_config(
-    overlays: list[str | Path] | tuple[str | Path, ...] = (),
+    overlays: Sequence[str | Path] = (),
     base: str | Path = DEFAULT_CONFIG,
     overrides: dict[str, Any] | None = None,
+    sets: Sequence[str] = (),
+    preset: bool = True,
 ) -> dict[str, Any]:
-    """The effective configuration: ``base``, its own ``overlays``, then ``overlays``, validated."""
+    """The effective configuration: ``base``, its own ``overlays``, then ``overlays``, then
+    ``overrides`` (a mapping, for tests and scripts), then each ``--set`` text, validated.
+
+    ``preset=False`` ignores ``base``'s own ``overlays`` line (the preset ``make run`` writes
+    there): the study's jobs use it, so a study row means the same whatever preset is active.
+    """
     cfg = load_yaml(base)
+    sources: Sources = {}
+    note_sources(cfg, str(base), sources)
     applied: list[str] = []
-    for path in [*cfg.get("overlays", []), *overlays]:
-        cfg = merge(cfg, load_yaml(path))  # relative paths: relative to the current folder
+    own = _overlay_list(cfg, str(base)) if preset else []
+    for path in [*own, *overlays]:
+        layer = load_yaml(path)  # relative paths: relative to the current folder
+        cfg = merge(cfg, layer)
+        note_sources(layer, str(path), sources)
         applied.append(str(path))
+    layers = [(parse_set(text), f"--set {text}") for text in sets]
     if overrides:
-        cfg = merge(cfg, overrides)
+        layers.insert(0, (overrides, "overrides"))
+    for layer, label in layers:
+        cfg = merge(cfg, layer)
+        note_sources(layer, label, sources)
     cfg["overlays"] = applied
-    validate_config(cfg, source=str(base))
+    validate_config(cfg, source=str(base), sources=sources)
     return cfg
 
 
@@ -128,34 +240,164 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def validate_config(cfg: dict[str, Any], source: str = "configuration") -> None:
-    """Raise ConfigError naming the key and the bad value, with what is allowed."""
+def _unknown_key_message(err: Any, where: Any) -> str:
+    """An ``additionalProperties: false`` error as: file, full key path, the closest valid name."""
+    parent = [str(p) for p in err.absolute_path]
+    valid = sorted(err.schema.get("properties", {}))
+    unknown = [k for k in err.instance if k not in valid]
+    key = str(unknown[0]) if unknown else "?"
+    full = ".".join([*parent, key])
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean '{'.'.join([*parent, close[0]])}'?" if close else ""
+    return (
+        f"{where([*parent, key])}: unknown key '{full}'{hint} "
+        f"(valid keys under '{'.'.join(parent) or '(top level)'}': {', '.join(valid)})"
+    )
+
+
+def _validator(jsonschema: Any) -> Any:
+    """Draft 2020-12, except that 1000.0 is not an integer: JSON Schema counts it as one, but the
+    code would then get a float where it counts (``range(1000.0)`` fails mid-run), and
+    ``n_importance: 1e3`` reads as the float 1000.0."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(base, type_checker=checker)(schema())
+
+
+def validate_config(
+    cfg: dict[str, Any], source: str = "configuration", sources: Sources | None = None
+) -> None:
+    """Raise ConfigError naming the file, the key and the bad value, with what is allowed.
+
+    ``sources`` (from ``load_config``) says which file set each key; without it every error
+    names ``source``.
+    """
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    def where(path: Iterable[Any]) -> str:
+        return source_of(sources or {}, path, source)
+
+    errors = sorted(
+        _validator(jsonschema).iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     if errors:
         err = errors[0]
+        if err.validator == "additionalProperties" and err.schema.get(
+            "additionalProperties"
+        ) is False:
+            raise ConfigError(_unknown_key_message(err, where))
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(f"{source}: key '{key}': {err.message}")
+        hint = ""
+        if err.validator == "type" and isinstance(err.instance, float):
+            hint = f" (a count: write it as a whole number, e.g. {int(err.instance)})"
+        raise ConfigError(f"{where(err.absolute_path)}: key '{key}': {err.message}{hint}")
+    _check_runs(cfg, where)
+    _check_model(cfg, where)
+    for name, settings in cfg["models"].items():
+        _check_variant(cfg, name, settings, where)
+
+
+def _check_runs(cfg: dict[str, Any], where: Any) -> None:
     runs = cfg["runs"]
     for name in runs:
         spec = parse_run_name(name)
         if spec.model not in cfg["models"]:
             raise ConfigError(
-                f"{source}: run '{name}' uses model '{spec.model}', which is not defined under "
-                f"'models' (defined: {', '.join(sorted(cfg['models']))})"
+                f"{where(['runs'])}: run '{name}' uses model '{spec.model}', which is not "
+                f"defined under 'models' (defined: {', '.join(sorted(cfg['models']))})"
             )
     for evaluation, names in cfg["evaluate"].items():
         missing = [n for n in names if n not in runs]
         if missing:
             raise ConfigError(
-                f"{source}: 'evaluate.{evaluation}' lists {missing}, which are not in 'runs'; "
-                f"add them to 'runs' or remove them here"
+                f"{where(['evaluate', evaluation])}: 'evaluate.{evaluation}' lists {missing}, "
+                f"which are not in 'runs'; add them to 'runs' or remove them here"
             )
+
+
+def _check_model(cfg: dict[str, Any], where: Any) -> None:
     model = cfg["model"]
     if model.get("logvar_min", -6.0) >= model.get("logvar_max", 2.0):
-        raise ConfigError(f"{source}: 'model.logvar_min' must be below 'model.logvar_max'")
+        raise ConfigError(
+            f"{where(['model', 'logvar_min'])}: 'model.logvar_min' must be below "
+            f"'model.logvar_max' ({where(['model', 'logvar_max'])})"
+        )
+    std_min, std_init = model.get("gaussian_std_min", 0.01), model.get("gaussian_std_init", 0.1)
+    if std_init <= std_min:
+        raise ConfigError(
+            f"{where(['model', 'gaussian_std_init'])}: model.gaussian_std_init ({std_init}) must "
+            f"exceed model.gaussian_std_min ({std_min}, {where(['model', 'gaussian_std_min'])}); "
+            f"raise it or lower the floor"
+        )
+
+
+# The values the training code uses when a GAE variant leaves a key out (gae/training.py,
+# _Objective; gae/models.py, GenerativeModel). The cross-key rules below must judge a variant
+# as training will run it, so they read the same fallbacks.
+_RUNTIME_DEFAULTS: dict[str, Any] = {
+    "e_step": "sampled",
+    "candidates": "batch",
+    "leave_one_out": False,
+    "prior_variance": "posterior",
+    "warmup_epochs": 0,
+}
+
+
+def _check_variant(cfg: dict[str, Any], name: str, settings: dict[str, Any], where: Any) -> None:
+    """The cross-key rules of one ``models.NAME`` variant, checked at training start too
+    (``_Objective``, ``GenerativeModel``); here they fail before any job instead."""
+    get = {**_RUNTIME_DEFAULTS, **settings}.get
+    kind, e_step = settings["kind"], get("e_step")
+
+    def key(sub: str) -> str:
+        return f"models.{name}.{sub} ({where(['models', name, sub])})"
+
+    if kind != "gae":
+        if get("prior_variance") != "posterior":
+            raise ConfigError(
+                f"{key('prior_variance')} is {get('prior_variance')!r}, but it applies to a "
+                f"GAE's exemplar prior only and models.{name} is a {kind}; remove it"
+            )
+        return
+    if e_step == "posterior" and not get("leave_one_out"):
+        raise ConfigError(
+            f"{key('leave_one_out')} must be true with {key('e_step')} 'posterior': with its "
+            f"own component in the prior an image pays at most log n for any code and the "
+            f"encoder collapses; set models.{name}.leave_one_out: true"
+        )
+    if get("prior_variance") != "posterior" and e_step != "posterior":
+        raise ConfigError(
+            f"{key('prior_variance')} {get('prior_variance')!r} needs {key('e_step')} "
+            f"'posterior' (the sampled E-step draws z from each q(z|x_j) itself); set "
+            f"models.{name}.e_step: posterior or remove prior_variance"
+        )
+    if get("warmup_epochs") and e_step != "posterior":
+        raise ConfigError(
+            f"{key('warmup_epochs')} applies to the VAE and to the GAE's posterior E-step (its "
+            f"bound has a KL part to scale), not to {key('e_step')} {e_step!r}; set "
+            f"models.{name}.warmup_epochs: 0 or e_step: posterior"
+        )
+    if get("exemplar_gradient", False) and (e_step != "posterior" or get("candidates") != "knn"):
+        raise ConfigError(
+            f"{key('exemplar_gradient')} applies to a GAE with e_step: posterior and "
+            f"candidates: knn ({key('candidates')} is {get('candidates')!r}, e_step "
+            f"{e_step!r}); remove models.{name}.exemplar_gradient"
+        )
+    _check_candidates(cfg, name, settings, key)
+
+
+def _check_candidates(cfg: dict[str, Any], name: str, settings: dict[str, Any], key: Any) -> None:
+    """k nearest exemplars need k + 2 training images (the image itself is left out)."""
+    n_train = (cfg["data"].get("subset") or {}).get("train")
+    k = settings.get("n_candidates", 10)
+    if settings.get("candidates") == "knn" and n_train is not None and k > n_train - 2:
+        raise ConfigError(
+            f"{key('n_candidates')} = {k} nearest exemplars needs at least n_candidates + 2 "
+            f"training images, but data.subset.train is {n_train}; lower n_candidates or raise "
+            f"the subset"
+        )
 
 
 def run_spec(cfg: dict[str, Any], name: str) -> RunSpec:

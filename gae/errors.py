@@ -18,3 +18,11 @@ class DataError(GaeError):
 
 class TrainingError(GaeError):
     """Training cannot continue (e.g. the objective became NaN)."""
+
+
+class StaleCheckpointError(TrainingError):
+    """A run's checkpoint cannot be resumed: unreadable, or made with other settings.
+
+    ``gae train --restart-if-stale`` (what the pipeline's rules run) then starts the run afresh;
+    a plain ``gae train`` stops and says so, since resuming is what the user asked for.
+    """

@@ -23,7 +23,15 @@ from gae.config import RunSpec, parse_run_name, prepared_path, run_dir
 from gae.data.sources import IMAGE_SHAPES
 from gae.errors import GaeError
 from gae.io import atomic_open
-from gae.paths import figure_inputs, figure_paths, figures_dir, sample_grid_plan  # noqa: F401
+from gae.paths import (  # noqa: F401
+    MODEL_FILE,
+    SAMPLES_FILE,
+    TRAIN_LOG_FILE,
+    figure_inputs,
+    figure_paths,
+    figures_dir,
+    sample_grid_plan,
+)
 from gae.paths import latent_runs as _latent_runs
 from gae.paths import run_datasets as _datasets
 
@@ -93,7 +101,7 @@ def sample_grid_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Path:
             if run is None:
                 ax.set_axis_off()
                 continue
-            samples = np.load(_require(run_dir(cfg, run) / "samples.npy", f"gae sample {run}"))
+            samples = np.load(_require(run_dir(cfg, run) / SAMPLES_FILE, f"gae sample {run}"))
             if samples.ndim != 2 or samples.shape[1] != shape[0] * shape[1]:
                 raise GaeError(
                     f"{run_dir(cfg, run) / 'samples.npy'} has shape {samples.shape}, expected "
@@ -112,7 +120,7 @@ def _load_model(cfg: dict[str, Any], run: str) -> Any:
     """The run's model.pt, checked to belong to the run (gae.run_model)."""
     from gae.run_model import load_run_model
 
-    path = _require(run_dir(cfg, run) / "model.pt", f"gae train {run}")
+    path = _require(run_dir(cfg, run) / MODEL_FILE, f"gae train {run}")
     return load_run_model(cfg, run, path, device="cpu")
 
 
@@ -205,7 +213,7 @@ def training_curves_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Pat
     runs = [r for r in cfg["runs"] if parse_run_name(r).dataset == dataset]
     frames = []
     for run in runs:
-        log_path = _require(run_dir(cfg, run) / "train_log.csv", f"gae train {run}")
+        log_path = _require(run_dir(cfg, run) / TRAIN_LOG_FILE, f"gae train {run}")
         frame = pd.read_csv(log_path)
         missing = {"epoch", "train_objective", "valid_objective"} - set(frame.columns)
         if missing:

@@ -5,6 +5,8 @@ log-variance head is clamped to [logvar_min, logvar_max] (keeps exp() finite and
 prior's components from collapsing to points). Decoders p(x|z): Bernoulli (logits) for the MNIST
 sets, Gaussian (sigmoid mean, per-pixel learned or fixed std with a floor) for faces, and a
 linear-Gaussian decoder N(Wz + b, s^2 I) whose GAE marginal likelihood is closed form (tests).
+Hidden layers are dense (linear + activation) or, for the VampPrior recipe, gated
+(``GatedDense``: linear x sigmoid(linear)).
 
 Every decoder offers ``pairwise_log_prob(x (B, D), z (M, d)) -> (B, M)``: the GAE E-step needs
 log p(x_i|z_j) for all pairs of a minibatch, which is one matrix product, not B x M x D work.
@@ -24,38 +26,68 @@ from torch import nn
 from gae.errors import GaeError
 from gae.io import atomic_torch_save
 from gae.ops import LOG_2PI, pairwise_diag_gaussian_logpdf
-from gae.priors import ExemplarMixturePrior, StandardNormalPrior, prior_from_state
+from gae.priors import ExemplarMixturePrior, StandardNormalPrior, VampPrior, prior_from_state
 
 FORMAT_VERSION = 1
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "elu": nn.ELU}
+LAYERS = ("dense", "gated")  # model.layer
+KINDS = ("gae", "vae", "vamp")  # models.<variant>.kind
 
 
-def mlp(in_dim: int, out_dim: int, depth: int, width: int, activation: str) -> nn.Sequential:
-    """``depth`` hidden layers of ``width`` units, then a linear output layer."""
+class GatedDense(nn.Module):
+    """h(x) * sigmoid(g(x)) with two linear maps h and g: the gated dense layer of the VampPrior
+    recipe (Tomczak & Welling 2018; Dauphin et al. 2017). No further activation: the gate is the
+    non-linearity."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.h = nn.Linear(in_dim, out_dim)
+        self.g = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+def mlp(
+    in_dim: int, out_dim: int, depth: int, width: int, activation: str, layer: str = "dense"
+) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` units, then a linear output layer. ``dense``: linear +
+    ``activation``; ``gated``: ``GatedDense`` (``activation`` unused)."""
     if not 1 <= depth <= 4:
         raise ValueError(f"depth must be 1-4, got {depth}")
+    if layer not in LAYERS:
+        raise GaeError(f"model.layer must be one of {', '.join(LAYERS)}, not {layer!r}")
     layers: list[nn.Module] = []
     previous = in_dim
     for _ in range(depth):
-        layers += [nn.Linear(previous, width), ACTIVATIONS[activation]()]
+        if layer == "gated":
+            layers.append(GatedDense(previous, width))
+        else:
+            layers += [nn.Linear(previous, width), ACTIVATIONS[activation]()]
         previous = width
     layers.append(nn.Linear(previous, out_dim))
     return nn.Sequential(*layers)
 
 
-INITS = ("xavier", "torch")
+INITS = ("xavier", "torch", "he")
 
 
 def initialise_mlp(net: nn.Sequential, init: str, activation: str) -> None:
     """``xavier``: Glorot-uniform weights with the activation's gain, zero biases. PyTorch's own
     Linear init (``torch``) shrinks a tanh signal ~sqrt(3)x per layer; at depth 4 (10 layers from
-    x to x) the decoder then learns to ignore z and both VAE and GAE sit on the mean image."""
+    x to x) the decoder then learns to ignore z and both VAE and GAE sit on the mean image.
+    ``he``: the VampPrior recipe's ``he_init``, weights N(0, 2 / fan_in) on every linear map
+    (gates and output layer included), biases left at nn.Linear's default as there."""
     if init == "torch":
         return
-    if init != "xavier":
+    if init not in INITS:
         raise GaeError(f"model.init must be one of {', '.join(INITS)}, not {init!r}")
+    layers = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if init == "he":
+        for layer in layers:
+            nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / layer.in_features))
+        return
     gain = nn.init.calculate_gain(activation) if activation in ("tanh", "relu") else 1.0
-    layers = [m for m in net if isinstance(m, nn.Linear)]
     for i, layer in enumerate(layers):
         nn.init.xavier_uniform_(layer.weight, gain=gain if i < len(layers) - 1 else 1.0)
         nn.init.zeros_(layer.bias)
@@ -73,9 +105,10 @@ class Encoder(nn.Module):
         activation: str,
         logvar_min: float = -6.0,
         logvar_max: float = 2.0,
+        layer: str = "dense",
     ) -> None:
         super().__init__()
-        self.net = mlp(data_dim, 2 * latent_dim, depth, width, activation)
+        self.net = mlp(data_dim, 2 * latent_dim, depth, width, activation, layer)
         self.latent_dim = latent_dim
         self.logvar_min, self.logvar_max = float(logvar_min), float(logvar_max)
 
@@ -88,9 +121,17 @@ class Encoder(nn.Module):
 class BernoulliDecoder(nn.Module):
     """p(x|z) = prod_k Bernoulli(x_k; sigmoid(l_k(z))); for x in [0, 1] the cross-entropy."""
 
-    def __init__(self, latent_dim: int, data_dim: int, depth: int, width: int, activation: str):
+    def __init__(
+        self,
+        latent_dim: int,
+        data_dim: int,
+        depth: int,
+        width: int,
+        activation: str,
+        layer: str = "dense",
+    ) -> None:
         super().__init__()
-        self.net = mlp(latent_dim, data_dim, depth, width, activation)
+        self.net = mlp(latent_dim, data_dim, depth, width, activation, layer)
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """x (B, D), z (B, S, d) -> (B, S)."""
@@ -119,9 +160,10 @@ class GaussianDecoder(nn.Module):
         variance: str = "learned",
         std_min: float = 0.01,
         std_init: float = 0.1,
+        layer: str = "dense",
     ) -> None:
         super().__init__()
-        self.net = mlp(latent_dim, data_dim, depth, width, activation)
+        self.net = mlp(latent_dim, data_dim, depth, width, activation, layer)
         self.std_min = float(std_min)
         if std_init <= std_min:
             raise GaeError(
@@ -181,14 +223,18 @@ class LinearGaussianDecoder(nn.Module):
         return pairwise_diag_gaussian_logpdf(x, mean, logvar)
 
 
-PRIOR_VARIANCES = ("posterior", "unit", "learned")  # models.<variant>.prior_variance
+# models.<variant>.prior_variance; learned: one learned variance per latent dimension, shared by
+# every component; learned_scalar: ONE learned variance shared by every component and dimension
+PRIOR_VARIANCES = ("posterior", "unit", "learned", "learned_scalar")
 
 
 class GenerativeModel(nn.Module):
     """Encoder + decoder + prior; the object stored in ``model.pt`` (see docs/architecture.md).
 
     ``prior`` is N(0, I) for a VAE; for a GAE it is the exemplar mixture over all training
-    encodings, set by ``set_exemplar_prior`` once training ends (``None`` before).
+    encodings, set by ``set_exemplar_prior`` once training ends (``None`` before); for ``vamp``
+    the VampPrior over ``architecture["n_pseudo_inputs"]`` learned pseudo-inputs, trained with
+    the rest of the model.
     """
 
     def __init__(
@@ -200,8 +246,8 @@ class GenerativeModel(nn.Module):
         meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if kind not in ("gae", "vae"):
-            raise ValueError(f"kind must be 'gae' or 'vae', not {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
         self.encoder = encoder
         self.decoder = decoder
@@ -210,6 +256,10 @@ class GenerativeModel(nn.Module):
         self.prior: nn.Module | None = (
             StandardNormalPrior(architecture["latent_dim"]) if kind == "vae" else None
         )
+        if kind == "vamp":
+            self.prior = VampPrior(
+                encoder, int(architecture.get("n_pseudo_inputs", 500)), architecture["data_dim"]
+            )
         # prior_variance: the exemplar components' variance (docs/method.md). "posterior": each
         # component is its own q(z|x_j), the slides' model; "unit": every component N(mu_j, I);
         # "learned": every component shares one learned diagonal variance
@@ -224,9 +274,10 @@ class GenerativeModel(nn.Module):
                 f"prior_variance: {prior_variance} applies to a GAE's exemplar prior only"
             )
         self.prior_variance = prior_variance
+        shared_shape = {"learned": (architecture["latent_dim"],), "learned_scalar": (1,)}
         self.prior_logvar: nn.Parameter | None = (
-            nn.Parameter(torch.zeros(architecture["latent_dim"]))
-            if prior_variance == "learned"
+            nn.Parameter(torch.zeros(shared_shape[prior_variance]))
+            if prior_variance in shared_shape
             else None
         )
 
@@ -266,7 +317,8 @@ class GenerativeModel(nn.Module):
 
         The slides' q(z|x_j) keeps the encoder's own. A shared variance (Exemplar VAE, Norouzi
         et al. 2020) replaces every one by the same vector: the identity ("unit"), or a learned
-        one, clamped like the encoder's, with gradient from the leave-one-out bound.
+        one, clamped like the encoder's, with gradient from the leave-one-out bound: one value
+        per dimension ("learned") or one scalar for all ("learned_scalar", the Exemplar VAE's).
         """
         if self.prior_variance == "posterior":
             return logvar
@@ -292,6 +344,7 @@ class GenerativeModel(nn.Module):
 def build_model(kind: str, architecture: dict[str, Any], meta: dict[str, Any] | None = None):
     """A fresh (randomly initialised) GenerativeModel from an architecture dict."""
     a = architecture
+    layer = a.get("layer", "dense")  # absent in older models: dense
     encoder = Encoder(
         a["data_dim"],
         a["latent_dim"],
@@ -300,11 +353,12 @@ def build_model(kind: str, architecture: dict[str, Any], meta: dict[str, Any] | 
         a["activation"],
         a["logvar_min"],
         a["logvar_max"],
+        layer,
     )
     likelihood = a["likelihood"]
     if likelihood == "bernoulli":
         decoder: nn.Module = BernoulliDecoder(
-            a["latent_dim"], a["data_dim"], a["depth"], a["hidden_units"], a["activation"]
+            a["latent_dim"], a["data_dim"], a["depth"], a["hidden_units"], a["activation"], layer
         )
     elif likelihood == "gaussian":
         decoder = GaussianDecoder(
@@ -316,6 +370,7 @@ def build_model(kind: str, architecture: dict[str, Any], meta: dict[str, Any] | 
             a.get("gaussian_variance", "learned"),
             a.get("gaussian_std_min", 0.01),
             a.get("gaussian_std_init", 0.1),
+            layer,
         )
     elif likelihood == "linear_gaussian":
         decoder = LinearGaussianDecoder(a["latent_dim"], a["data_dim"], a["noise_std"])
@@ -352,22 +407,29 @@ def architecture_from_config(
         "gaussian_variance": m.get("gaussian_variance", "learned"),
         "gaussian_std_min": float(m.get("gaussian_std_min", 0.01)),
         "gaussian_std_init": float(m.get("gaussian_std_init", 0.1)),
+        # only when not the default, so that the architecture (and with it the fingerprint of
+        # every run trained before gated layers existed) stays as it was
+        **({"layer": m["layer"]} if m.get("layer", "dense") != "dense" else {}),
     }
 
 
 def trained_weights(model: GenerativeModel, device: str | torch.device | None = None) -> dict:
     """Detached copies of everything training changes: encoder, decoder and, with
-    ``prior_variance: learned``, ``prior_logvar`` (None otherwise). The GAE's prior components
-    are derived from these (``set_exemplar_prior``). Used by model.pt and by checkpoints."""
+    ``prior_variance: learned``, ``prior_logvar`` (None otherwise), and for ``vamp`` the raw
+    pseudo-inputs (``pseudo_inputs``, only then). The GAE's prior components are derived from
+    these (``set_exemplar_prior``). Used by model.pt and by checkpoints."""
 
     def copy_of(t: torch.Tensor) -> torch.Tensor:
         return t.detach().clone() if device is None else t.detach().to(device, copy=True)
 
-    return {
+    weights = {
         "encoder": {k: copy_of(v) for k, v in model.encoder.state_dict().items()},
         "decoder": {k: copy_of(v) for k, v in model.decoder.state_dict().items()},
         "prior_logvar": None if model.prior_logvar is None else copy_of(model.prior_logvar),
     }
+    if isinstance(model.prior, VampPrior):
+        weights["pseudo_inputs"] = copy_of(model.prior.raw_pseudo_inputs)
+    return weights
 
 
 def load_trained_weights(model: GenerativeModel, weights: dict) -> None:
@@ -376,6 +438,8 @@ def load_trained_weights(model: GenerativeModel, weights: dict) -> None:
     model.decoder.load_state_dict(weights["decoder"])
     if model.prior_logvar is not None:
         model.prior_logvar.data.copy_(weights["prior_logvar"])
+    if isinstance(model.prior, VampPrior):
+        model.prior.raw_pseudo_inputs.data.copy_(weights["pseudo_inputs"])
 
 
 def save_model(model: GenerativeModel, path: str | Path) -> None:
@@ -404,6 +468,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
         raise GaeError(f"{path} is not a gae model of format {FORMAT_VERSION}; re-run gae train")
     model = build_model(payload["kind"], payload["architecture"], payload["meta"])
     load_trained_weights(model, payload)
-    if payload["prior"] is not None:
+    if payload["prior"] is not None and payload["kind"] != "vamp":  # vamp: built with the model
         model.prior = prior_from_state(payload["prior"])
     return model.to(device).eval()

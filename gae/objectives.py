@@ -1,4 +1,5 @@
-"""Training objectives: the VAE ELBO and the GAE's Monte-Carlo EM objective with regulariser R.
+"""Training objectives: the VAE ELBO and the GAE's Monte-Carlo EM objective with regulariser R
+(and the VampPrior baseline's ELBO, ``vamp_objective``).
 
 GAE (docs/method.md has the derivation). The marginal likelihood of a training image is
 
@@ -173,11 +174,12 @@ def gae_knn_objective(
     x_neighbours: torch.Tensor,
     neighbour_in_batch: torch.Tensor,
     n_train: int,
+    *,
+    generator: torch.Generator | None = None,
     n_z: int = 1,
     leave_one_out: bool = False,
     lambda_mu: float = 0.0,
     lambda_sigma: float = 0.0,
-    generator: torch.Generator | None = None,
 ) -> ObjectiveTerms:
     """GAE Monte-Carlo EM with each image's k nearest exemplars as extra candidates.
 
@@ -188,7 +190,9 @@ def gae_knn_objective(
     and divides by n - 1 instead of n.
 
     x (B, D); x_neighbours (B, k, D) the images of N_i; neighbour_in_batch (B, B) bool, True
-    where minibatch image j is one of i's neighbours (excluded from the remainder sample).
+    where minibatch image j is one of i's neighbours (excluded from the remainder sample). The
+    options (as for ``gae_objective``) are keyword-only: after four tensors, a positional one
+    would be easy to misplace.
     """
     b, k = x.shape[0], x_neighbours.shape[1]
     n_others = n_train - 1 - k
@@ -319,13 +323,40 @@ def vae_objective(
     mu, logvar = model.encode(x)
     z = reparameterise(mu, logvar, n_z, generator)
     recon = model.decoder_log_prob(x, z).mean(dim=1)
-    kl = gaussian_kl_standard_normal(mu, logvar)
+    return _elbo_terms(recon, gaussian_kl_standard_normal(mu, logvar), prior_weight)
+
+
+def _elbo_terms(recon: torch.Tensor, kl: torch.Tensor, prior_weight: float) -> ObjectiveTerms:
+    """The ELBO recon - KL, each (B,), as terms; warm-up (beta) scales the surrogate's KL only."""
     elbo = recon - kl
     return ObjectiveTerms(
         surrogate=elbo if prior_weight == 1.0 else recon - prior_weight * kl,
         objective=elbo.detach(),
         parts={"recon": recon.detach(), "kl": kl.detach()},
     )
+
+
+def vamp_objective(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    *,
+    n_z: int = 1,
+    generator: torch.Generator | None = None,
+    prior_weight: float = 1.0,
+) -> ObjectiveTerms:
+    """ELBO under the model's VampPrior, E_q[log p(x|z)] - E_q[log q(z|x) - log p(z)], both
+    parts averaged over ``n_z`` reparameterised draws. The KL has no closed form against a
+    mixture, so it is the Monte-Carlo one (as in Tomczak & Welling 2018). ``model.prior.log_prob``
+    encodes the pseudo-inputs with gradient, so one step moves the encoder, the decoder and the
+    pseudo-inputs. ``prior_weight`` (beta, warm-up) scales the KL in the surrogate only.
+    The options are keyword-only (a newer function: no caller passes them by position).
+    """
+    mu, logvar = model.encode(x)
+    z = reparameterise(mu, logvar, n_z, generator)  # (B, S, d)
+    recon = model.decoder_log_prob(x, z).mean(dim=1)
+    log_q = diag_gaussian_logpdf(z, mu.unsqueeze(1), logvar.unsqueeze(1))
+    log_p = model.prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[:2])
+    return _elbo_terms(recon, (log_q - log_p).mean(dim=1), prior_weight)
 
 
 def diag_gaussian_logpdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -354,3 +385,28 @@ def elbo_with_prior(
     log_q = diag_gaussian_logpdf(z, mu.unsqueeze(1), logvar.unsqueeze(1))
     log_p = prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], n_z)
     return (recon + log_p - log_q).mean(dim=1)
+
+
+def trivial_log_likelihood(
+    x_train: torch.Tensor, x_valid: torch.Tensor, likelihood: str, std_min: float = 0.01
+) -> float | None:
+    """Mean log-likelihood (nats per image) of ``x_valid`` under the trivial model of
+    ``x_train``: every pixel independent, with no latent code at all. ``bernoulli``: a product
+    of Bernoullis at the per-pixel mean image (Laplace-smoothed, (sum + 1) / (n + 2), so that a
+    pixel never on in training costs a finite log(n + 2) nats); ``gaussian``: a per-pixel
+    Gaussian with the training mean and std (floored at ``std_min``, the decoder's own floor).
+    None for any other likelihood (the closed-form test decoder).
+
+    Why: any trained model should beat this. The training loop's divergence guard compares the
+    validation bound with it (``gae.training.DIVERGENCE_MARGIN``).
+    """
+    train, valid = x_train.double(), x_valid.double()
+    if likelihood == "bernoulli":
+        p = (train.sum(dim=0) + 1.0) / (train.shape[0] + 2.0)
+        loglik = valid * torch.log(p) + (1.0 - valid) * torch.log1p(-p)
+    elif likelihood == "gaussian":
+        mean, std = train.mean(dim=0), train.std(dim=0, correction=0).clamp_min(std_min)
+        loglik = -0.5 * (((valid - mean) / std) ** 2 + math.log(2.0 * math.pi)) - torch.log(std)
+    else:
+        return None
+    return loglik.sum(dim=1).mean().item()

@@ -12,11 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from gae import __version__
-from gae.config import results_dir, run_dir
+from gae.config import run_dir
 from gae.errors import GaeError
-from gae.figures import figure_paths
 from gae.io import atomic_write_text, read_json
-from gae.tables import TABLE1, TABLE2, table_paths, tables_dir
+from gae.paths import (  # noqa: F401 (report_inputs: the layout's home is gae.paths)
+    DIAGNOSTICS_FILE,
+    NEIGHBOURS_FIGURE,
+    TABLE1,
+    TABLE2,
+    figure_paths,
+    report_inputs,
+    report_path,
+    tables_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +49,8 @@ DIAGNOSTIC_KEYS = (
 )
 
 
-def report_path(cfg: dict[str, Any]) -> Path:
-    return results_dir(cfg) / "report.md"
-
-
 def _diagnostics_runs(cfg: dict[str, Any]) -> list[str]:
     return list(cfg["evaluate"].get("diagnostics", []))
-
-
-def report_inputs(cfg: dict[str, Any]) -> list[Path]:
-    """Every file make_report reads (tables, figures, diagnostics)."""
-    paths = [p for p in table_paths(cfg) if p.suffix == ".md"]
-    paths += figure_paths(cfg)
-    for run in _diagnostics_runs(cfg):
-        paths += [
-            run_dir(cfg, run) / "diagnostics.json",
-            run_dir(cfg, run) / "nearest_neighbours.png",
-        ]
-    return paths
 
 
 def _require(path: Path, command: str) -> Path:
@@ -98,7 +90,9 @@ def _settings_lines(cfg: dict[str, Any]) -> list[str]:
         f"- Data subset (rows of train/valid/test): {subset.get('train') or 'all'} / "
         f"{subset.get('valid') or 'all'} / {subset.get('test') or 'all'}",
         f"- Model: {cfg['model'].get('hidden_units')} hidden units, "
-        f"{cfg['model'].get('activation')}; training: up to {cfg['train'].get('epochs')} epochs, "
+        f"{cfg['model'].get('activation')}, {cfg['model'].get('layer', 'dense')} layers, "
+        f"{cfg['model'].get('init', 'xavier')} init; "
+        f"training: up to {cfg['train'].get('epochs')} epochs, "
         f"batch {cfg['train'].get('batch_size')}, lr {cfg['train'].get('lr')}, "
         f"patience {cfg['train'].get('patience')}",
         f"- Evaluation: {ev.get('n_samples')} samples per run; Parzen on "
@@ -170,7 +164,7 @@ def make_report(cfg: dict[str, Any]) -> Path:
         rows = {}
         for run in runs:
             diag = read_json(
-                _require(run_dir(cfg, run) / "diagnostics.json", f"gae diagnose {run}")
+                _require(run_dir(cfg, run) / DIAGNOSTICS_FILE, f"gae diagnose {run}")
             )
             rows[run] = _flat_scalars(diag)
         present = dict.fromkeys(k for r in rows.values() for k in r)
@@ -192,7 +186,7 @@ def make_report(cfg: dict[str, Any]) -> Path:
                 for run in runs
             ]
         for run in runs:
-            figure = _require(run_dir(cfg, run) / "nearest_neighbours.png", f"gae diagnose {run}")
+            figure = _require(run_dir(cfg, run) / NEIGHBOURS_FIGURE, f"gae diagnose {run}")
             lines += ["", f"### {run}", "", f"![{run} nearest neighbours]({_link(figure, path)})"]
     atomic_write_text(path, "\n".join(lines) + "\n")
     log.info("wrote %s", path)

@@ -21,11 +21,12 @@ from gae.config import run_dir, run_spec
 from gae.errors import GaeError
 from gae.io import atomic_save_npy
 from gae.models import GenerativeModel
+from gae.paths import MODEL_FILE, SAMPLES_FILE
 from gae.run_model import load_run_model
-from gae.training import MODEL_NAME, derive_seed, resolve_device
+from gae.training import derive_seed, resolve_device
 
 log = logging.getLogger(__name__)
-SAMPLES_NAME = "samples.npy"
+SAMPLES_NAME = SAMPLES_FILE  # the old name, for callers that import it
 
 
 @torch.no_grad()
@@ -47,12 +48,12 @@ def sample_run(cfg: dict[str, Any], run: str) -> Path:
     run_spec(cfg, run)
     folder = run_dir(cfg, run)
     device = resolve_device(cfg)
-    model = load_run_model(cfg, run, folder / MODEL_NAME, device=device)
+    model = load_run_model(cfg, run, folder / MODEL_FILE, device=device)
     n = int(cfg["evaluation"].get("n_samples", 10000))
     generator = torch.Generator(device=device).manual_seed(derive_seed(cfg["seed"], run, "sample"))
     batch = int(cfg["evaluation"].get("batch_size", 500))
     samples = draw_samples(model, n, generator, batch)
-    path = folder / SAMPLES_NAME
+    path = folder / SAMPLES_FILE
     atomic_save_npy(path, samples)
     log.info("run %s: wrote %d samples to %s", run, n, path)
     return path

@@ -18,17 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from gae.config import parse_run_name, prepared_path, results_dir, run_dir
+from gae.config import parse_run_name, prepared_path, run_dir
 from gae.errors import GaeError
 from gae.evaluation import mean_sem
-from gae.evaluation.loglik import PER_IMAGE_FILE
 from gae.io import atomic_write_text, read_json
+from gae.paths import (  # noqa: F401 (table_inputs, table_paths: the layout's home is gae.paths)
+    LOGLIK_FILE,
+    PARZEN_FILE,
+    PER_IMAGE_FILE,
+    TABLE1,
+    TABLE2,
+    table_inputs,
+    table_paths,
+    tables_dir,
+)
+from gae.paths import TABLE_FORMATS as FORMATS
 
 log = logging.getLogger(__name__)
 
-TABLE1 = "table1_parzen"
-TABLE2 = "table2_loglik"
-FORMATS = ("csv", "md", "tex")
 FACES = ("tfd", "frey")  # the faces column: TFD when the user has it, else its open stand-in
 
 # The slides' table 1 (Parzen window, nats): method -> (MNIST, TFD).
@@ -61,13 +68,45 @@ SLIDES_TABLE2: dict[tuple[str, int], float] = {
 }
 
 
-def tables_dir(cfg: dict[str, Any]) -> Path:
-    return results_dir(cfg) / "tables"
+@dataclass(frozen=True)
+class PublishedLoglik:
+    """A published test log p(x) on binarized MNIST, with where it comes from and on what data.
+
+    ``static_larochelle``: whether it was measured on the static binarization of Larochelle's
+    .amat files; our number is on the same data only when our ``bmnist`` is prepared from them
+    too (``data/prepared/bmnist.json``). Dynamic-binarization figures are about 2 nats easier
+    (../shared/paper/findings.md) and are not listed.
+    """
+
+    method: str
+    value: float
+    source: str
+    protocol: str
+    static_larochelle: bool = True
 
 
-def table_paths(cfg: dict[str, Any]) -> list[Path]:
-    """Every file make_tables writes (the pipeline's DAG uses this list)."""
-    return [tables_dir(cfg) / f"{name}.{fmt}" for name in (TABLE1, TABLE2) for fmt in FORMATS]
+# ../shared/paper/findings.md; clementchadebec/benchmark_VAE examples/scripts/reproducibility
+# (README table; vamp.py and iwae.py read binarized_mnist_{train,valid,test}.amat)
+PUBLISHED_TABLE2: list[PublishedLoglik] = [
+    PublishedLoglik(
+        "VampPrior (K = 500; 2 × 300 gated; z = 40)",
+        -85.57,
+        "Tomczak & Welling 2018, Table 1",
+        "static binarized MNIST (Larochelle files), importance sampling S = 5,000",
+    ),
+    PublishedLoglik(
+        "VampPrior (K = 500; 2 × 300 gated; z = 40), re-run",
+        -85.79,
+        "pythae (Chadebec et al. 2022, benchmark_VAE reproducibility table)",
+        "static binarized MNIST (Larochelle .amat), importance sampling S = 5,000",
+    ),
+    PublishedLoglik(
+        "IWAE (k = 50; 2 × 200; z = 50), re-run",
+        -86.82,
+        "pythae (Chadebec et al. 2022, benchmark_VAE reproducibility table)",
+        "static binarized MNIST (Larochelle .amat), importance sampling S = 5,000",
+    ),
+]
 
 
 def _parzen_runs(cfg: dict[str, Any]) -> list[str]:
@@ -76,16 +115,6 @@ def _parzen_runs(cfg: dict[str, Any]) -> list[str]:
 
 def _loglik_runs(cfg: dict[str, Any]) -> list[str]:
     return list(cfg["evaluate"].get("loglik", []))
-
-
-def table_inputs(cfg: dict[str, Any]) -> list[Path]:
-    """Every file make_tables reads: the metric files and the data sets' provenance."""
-    paths = [run_dir(cfg, run) / "parzen.json" for run in _parzen_runs(cfg)]
-    paths += [run_dir(cfg, run) / "loglik.json" for run in _loglik_runs(cfg)]
-    paths += [run_dir(cfg, run) / PER_IMAGE_FILE for run in _loglik_runs(cfg)]
-    datasets = sorted({parse_run_name(r).dataset for r in _parzen_runs(cfg) + _loglik_runs(cfg)})
-    paths += [prepared_path(cfg, d, "json") for d in datasets]
-    return paths
 
 
 def _require(path: Path, command: str) -> Any:
@@ -192,8 +221,8 @@ def _slides_value(value: float) -> str:
 
 def _model_label(cfg: dict[str, Any], model: str, depth: int, latent_dim: int) -> str:
     kind = cfg["models"][model]["kind"]
-    name = {"gae": "GAE", "vae": "VAE"}[kind]
-    if model not in ("gae", "vae"):
+    name = {"gae": "GAE", "vae": "VAE", "vamp": "VampPrior"}[kind]
+    if model not in ("gae", "vae", "vamp"):
         name = f"{name} [{model}]"
     return f"{name} ({depth} layered, z={latent_dim})"
 
@@ -220,7 +249,7 @@ def parzen_table(cfg: dict[str, Any]) -> Table:
     results: dict[tuple[str, int, int], dict[str, tuple[str, dict[str, Any]]]] = {}
     for run in _parzen_runs(cfg):
         spec = parse_run_name(run)
-        metrics = _require(run_dir(cfg, run) / "parzen.json", f"gae parzen {run}")
+        metrics = _require(run_dir(cfg, run) / PARZEN_FILE, f"gae parzen {run}")
         column = "mnist" if spec.dataset == "mnist" else "faces" if spec.dataset in FACES else None
         if column is None:
             log.warning("table 1 has no column for %s (data set %s); skipped", run, spec.dataset)
@@ -346,7 +375,7 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
     entries = []
     for run in _loglik_runs(cfg):
         spec = parse_run_name(run)
-        metrics = _require(run_dir(cfg, run) / "loglik.json", f"gae loglik {run}")
+        metrics = _require(run_dir(cfg, run) / LOGLIK_FILE, f"gae loglik {run}")
         kind = cfg["models"][spec.model]["kind"]
         entries.append((kind != "vae", spec.model, spec.depth, spec.latent_dim, spec, metrics))
     entries.sort(key=lambda e: e[:4])
@@ -360,6 +389,7 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
         "Method",
         "Runs",
         "Slides",
+        "Published",
         "Ours: importance sampling",
         "Ours: prior sampling",
         "Ours − VAE (paired)",
@@ -387,6 +417,7 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
                 label,
                 spec.name,
                 _slides_value(slides) if slides is not None else "—",
+                "—",
                 _fmt(imp.get("mean"), imp.get("sem")),
                 _fmt(prior.get("mean"), prior.get("sem")),
                 _fmt(diff, diff_sem),
@@ -420,7 +451,7 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
         if (kind, depth) in covered:
             continue  # the slides' number stands beside our run(s) above
         label = f"{kind.upper()} ({depth} layered)"
-        rows.append([label, "— (not in evaluate.loglik)", _slides_value(value), "—", "—", "—"])
+        rows.append([label, "— (not in evaluate.loglik)", _slides_value(value), "—", "—", "—", "—"])
         csv_rows.append(
             {
                 "method": label,
@@ -433,6 +464,11 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
                 "slides": value,
             }
         )
+    ours_static = _bmnist_is_larochelle(cfg)
+    for published in PUBLISHED_TABLE2:
+        row, csv_row = _published_row(published, ours_static)
+        rows.append(row)
+        csv_rows.append(csv_row)
     notes = [
         "Log-likelihoods are mean test log p(x) in nats ± standard error over test images "
         "(higher is better). Sizes: " + ("; ".join(sorted(sizes)) or "none") + ".",
@@ -440,11 +476,15 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
         "encoder); prior sampling: the slides' estimator log (1/S) Σ_s p(x|z_s), z_s ~ p(z) "
         "(for the GAE the exemplar-mixture prior over all training encodings). Both are "
         "stochastic lower bounds in expectation; prior sampling is far looser for small S.",
-        "Ours − VAE (paired): mean over test images of the GAE's minus the VAE's "
-        "importance-sampling estimate at the same depth and latent size, ± the standard error of "
-        "that per-image difference (the same test images, so most of the image-to-image spread "
-        "cancels); positive = the GAE is better. A GAE estimate marked as a lower bound "
+        "Ours − VAE (paired): mean over test images of the model's (GAE or VampPrior) minus the "
+        "VAE's importance-sampling estimate at the same depth and latent size, ± the standard "
+        "error of that per-image difference (the same test images, so most of the image-to-image "
+        "spread cancels); positive = the model is better. A GAE estimate marked as a lower bound "
         "(evaluation.loglik.prior_components) can only understate the GAE.",
+        "Published: test log p(x) as reported, with its source and protocol in the Runs column "
+        "and whether it is on the same data as ours (the static Larochelle binarization; ours "
+        "is that only when data/prepared/bmnist.json says so). Their architectures differ from "
+        "ours (500 tanh units, z = 50) unless a run uses config/recipe-vampprior.yaml.",
         "The slides' column repeats their GAE numbers for both GAE rows: `gae` is our default "
         "GAE objective, `gae-slides` the slides' literal objective. The slides state neither "
         "their binarization, S nor the number of test images.",
@@ -458,6 +498,39 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
         csv_rows,
         notes,
     )
+
+
+def _bmnist_is_larochelle(cfg: dict[str, Any]) -> bool | None:
+    """Whether our bmnist is Larochelle's static binarization (None: not prepared yet)."""
+    path = prepared_path(cfg, "bmnist", "json")
+    if not path.is_file():
+        return None
+    return "larochelle" in str(read_json(path).get("variant", "")).lower()
+
+
+def _published_row(
+    published: PublishedLoglik, ours_static: bool | None
+) -> tuple[list[str], dict[str, Any]]:
+    """One published row of table 2 (display cells, CSV row), labelled with its source, its
+    data and whether those are the data of our runs."""
+    if ours_static is None:
+        same = "unknown (bmnist not prepared)"
+    else:
+        same = "yes" if ours_static == published.static_larochelle else "no"
+    where = f"published: {published.source}; {published.protocol}; same data as ours: {same}"
+    row = [published.method, where, "—", _slides_value(published.value), "—", "—", "—"]
+    csv_row = {
+        "method": published.method,
+        "run": None,
+        "model": None,
+        "kind": None,
+        "dataset": "bmnist",
+        "published": published.value,
+        "source": published.source,
+        "protocol": published.protocol,
+        "same_data_as_ours": same,
+    }
+    return row, csv_row
 
 
 def paired_difference(cfg: dict[str, Any], run: str, baseline: str) -> tuple[float, float]:

@@ -1,12 +1,28 @@
-"""The training loop shared by GAE and VAE: Adam, validation, early stopping, checkpoints, resume.
+"""The training loop shared by every variant: Adam, validation, early stopping, checkpoints, resume.
 
-Each epoch ends with an atomically written checkpoint (model, optimizer, every RNG state, best
-weights, log rows), so a run killed at any moment (even by SIGKILL) resumes from its last
-finished epoch and reaches the SAME final weights as an uninterrupted run of the same seed.
+Each epoch ends with an atomically written checkpoint (model, optimizer, scheduler, every RNG
+state, best weights, log rows), so a run killed at any moment (even by SIGKILL) resumes from its
+last finished epoch and reaches the SAME final weights as an uninterrupted run of the same seed.
 
-Validation is the Monte-Carlo ELBO on x_valid under each model's OWN prior: N(0, I) for the VAE
-and, for the GAE, the exact mixture over the encodings of ALL training images (recomputed every
-epoch). Both are lower bounds on log p(x), hence comparable; early stopping keeps the best.
+Validation is the Monte-Carlo ELBO on x_valid under each model's OWN prior: N(0, I) for the VAE,
+the VampPrior for ``vamp`` and, for the GAE, the exact mixture over the encodings of ALL training
+images (recomputed every epoch). All are lower bounds on log p(x), hence comparable; early
+stopping keeps the best.
+
+Layout, in the order a run meets it:
+
+- ``VariantObjective`` and its subclasses, one per variant behind ``OBJECTIVES`` (``vae``,
+  ``vamp``, ``gae-posterior``, ``gae-sampled``): each binds its settings to one function of
+  ``gae.objectives``.
+- ``Trainer``: ``__init__`` (setup), ``restore``, ``train_epoch`` / ``train_step``,
+  ``validate`` (with the divergence guard), ``schedule`` (best epoch, early stopping, the
+  learning rate: ``gae.schedules``), ``save_checkpoint`` and ``finalise``.
+- ``old_run_fingerprint_shims``: the one place that keeps the fingerprints of older runs.
+
+A ``--restart`` is a transaction: it trains under ``checkpoint.restart.pt`` and
+``train_log.restart.csv`` and renames them onto the real names only after the new ``model.pt``
+is written, so a restart that fails (diverges, is killed) leaves the previous run's
+``model.pt``, ``checkpoint.pt`` and ``train_log.csv`` as they were.
 """
 
 from __future__ import annotations
@@ -17,17 +33,21 @@ import io
 import json
 import logging
 import math
+import os
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Generator, Tensor
 from tqdm import tqdm
 
 from gae.config import model_settings, parse_run_name, run_dir, run_spec
-from gae.errors import GaeError, TrainingError
+from gae.errors import GaeError, StaleCheckpointError, TrainingError
 from gae.io import atomic_torch_save, atomic_write_text
 from gae.models import (
     GenerativeModel,
@@ -46,15 +66,41 @@ from gae.objectives import (
     gae_posterior_objective,
     nearest_exemplars,
     neighbour_exemplar_log_prior,
+    trivial_log_likelihood,
     vae_objective,
+    vamp_objective,
 )
+from gae.paths import CHECKPOINT_FILE, MODEL_FILE, TRAIN_LOG_FILE
+from gae.schedules import make_scheduler, restore_scheduler, schedule_settings, step_scheduler
 
 log = logging.getLogger(__name__)
 
+# variant keys that only one kind reads: set on another kind they would silently do nothing
+VAMP_KEYS = ("n_pseudo_inputs", "pseudo_inputs_init", "pseudo_inputs_mean", "pseudo_inputs_std")
+GAE_KEYS = (
+    "candidates",
+    "n_candidates",
+    "neighbour_refresh_epochs",
+    "leave_one_out",
+    "e_step",
+    "lambda_mu",
+    "lambda_sigma",
+    "prior_variance",
+    "exemplar_gradient",
+)
+
 CHECKPOINT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pt"
-LOG_NAME = "train_log.csv"
+# the run's files (gae.paths); the old names stay for the modules and tests that import them
+CHECKPOINT_NAME, MODEL_NAME, LOG_NAME = CHECKPOINT_FILE, MODEL_FILE, TRAIN_LOG_FILE
+# a --restart trains under these names until its model.pt is written (see the module docstring)
+RESTART_CHECKPOINT_NAME = "checkpoint.restart.pt"
+RESTART_LOG_NAME = "train_log.restart.csv"
+
+# The divergence guard: a validation bound below the trivial model's (every pixel independent,
+# gae.objectives.trivial_log_likelihood) by more than this many nats PER PIXEL stops the run.
+# Wide on purpose: honest but poor models (2 smoke epochs, about -500 nats on 784 pixels, i.e.
+# 0.4 nats per pixel below the mean image) pass; a diverged run (lr 1e3: -6.9e8) does not.
+DIVERGENCE_MARGIN = 10.0
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -133,45 +179,88 @@ def _batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return batches
 
 
-class _Objective:
-    """Binds a run's variant settings to the matching objective function."""
+# ---- the objectives, one class per variant ----------------------------------------------------
 
-    def __init__(self, kind: str, settings: dict[str, Any], n_train: int, run: str) -> None:
-        self.kind = kind
+
+class VariantObjective:
+    """One variant's training objective: its settings bound to a function of ``gae.objectives``.
+
+    ``start_epoch`` runs before each epoch (warm-up weight, exemplar caches); calling the object
+    gives one minibatch's ``ObjectiveTerms``. Settings that the variant would silently ignore,
+    or that contradict each other, are refused here with the key to change: ``load_config``
+    checks the same rules earlier, this is the guard for callers that build a config by hand.
+    """
+
+    kind = ""
+
+    def __init__(self, settings: dict[str, Any], n_train: int, run: str) -> None:
+        _check_kind_keys(self.kind, settings, run)
+        self.run = run
         self.n_train = n_train
-        self.candidates = settings.get("candidates", "batch") if kind == "gae" else None
-        self.e_step = settings.get("e_step", "sampled") if kind == "gae" else None
-        self.neighbours: torch.Tensor | None = None
+        self.n_z = int(settings.get("n_z", 1))
         # warm-up: the KL part of the bound is scaled by epoch / warmup_epochs until it is whole
         self.warmup = int(settings.get("warmup_epochs", 0))
         self.prior_weight = 1.0
-        if self.warmup and kind == "gae" and self.e_step != "posterior":
-            raise GaeError(
-                f"run {run}: warmup_epochs applies to the VAE and to the GAE's posterior E-step "
-                f"(its bound has a KL part to scale); set models."
-                f"{parse_run_name(run).model}.warmup_epochs: 0 or e_step: posterior"
-            )
-        shared_variance = settings.get("prior_variance", "posterior") != "posterior"
-        if shared_variance and self.e_step != "posterior":
-            raise GaeError(
-                f"run {run}: prior_variance {settings['prior_variance']!r} needs a GAE with "
-                f"e_step: posterior (the sampled E-step draws z from each q(z|x_j) itself); "
-                f"remove models.{parse_run_name(run).model}.prior_variance"
-            )
+        self.neighbours: torch.Tensor | None = None  # knn lists, kept in the checkpoint
+
+    def variant_key(self, key: str) -> str:
+        """``models.<variant>.<key>``, the setting a message tells the user to change."""
+        return f"models.{parse_run_name(self.run).model}.{key}"
+
+    def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor, epoch: int) -> None:
+        """Set the warm-up weight beta = min(1, epoch / warmup_epochs)."""
+        self.prior_weight = min(1.0, epoch / self.warmup) if self.warmup else 1.0
+
+    def __call__(
+        self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator
+    ) -> ObjectiveTerms:
+        raise NotImplementedError
+
+
+class ElboObjective(VariantObjective):
+    """An ELBO under the prior the model holds, ``n_z`` draws; ``elbo`` is its function
+    (``gae.objectives.vae_objective`` or ``vamp_objective``)."""
+
+    elbo: Callable[..., ObjectiveTerms]
+
+    def __call__(
+        self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator
+    ) -> ObjectiveTerms:
+        return self.elbo(
+            model, x_train[index], generator=generator, prior_weight=self.prior_weight, n_z=self.n_z
+        )
+
+
+class VaeObjective(ElboObjective):
+    """The VAE's ELBO with the N(0, I) prior (analytic KL)."""
+
+    kind = "vae"
+    elbo = staticmethod(vae_objective)
+
+
+class VampObjective(ElboObjective):
+    """The ELBO under the VampPrior (Monte-Carlo KL; the pseudo-inputs get its gradient)."""
+
+    kind = "vamp"
+    elbo = staticmethod(vamp_objective)
+
+
+class GaeObjective(VariantObjective):
+    """What both GAE E-steps share: the regulariser, leave-one-out and, with ``candidates:
+    knn``, each image's k nearest exemplars (searched every ``neighbour_refresh_epochs``
+    epochs) and the epoch's exemplar codes."""
+
+    kind = "gae"
+
+    def __init__(self, settings: dict[str, Any], n_train: int, run: str) -> None:
+        super().__init__(settings, n_train, run)
+        self.candidates = settings.get("candidates", "batch")
+        self.leave_one_out = bool(settings.get("leave_one_out", False))
+        self.lambda_mu = float(settings.get("lambda_mu", 0.0))
+        self.lambda_sigma = float(settings.get("lambda_sigma", 0.0))
+        self.exemplar_gradient = bool(settings.get("exemplar_gradient", False))
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.options: dict[str, Any] = {"n_z": int(settings.get("n_z", 1))}
-        if kind == "gae":
-            self.options |= {
-                "leave_one_out": bool(settings.get("leave_one_out", False)),
-                "lambda_mu": float(settings.get("lambda_mu", 0.0)),
-                "lambda_sigma": float(settings.get("lambda_sigma", 0.0)),
-            }
-        if self.e_step == "posterior" and not self.options["leave_one_out"]:
-            raise GaeError(
-                f"run {run}: e_step 'posterior' is always leave-one-out (with its own component "
-                f"in the prior an image pays at most log n for any code, and the encoder "
-                f"collapses); set models.{parse_run_name(run).model}.leave_one_out: true"
-            )
+        self.refuse_settings(settings)
         if self.candidates == "knn":
             self.k = int(settings.get("n_candidates", 10))
             # the all-pairs search dominates a CPU epoch; the codes themselves are re-encoded
@@ -179,32 +268,17 @@ class _Objective:
             self.refresh_every = int(settings.get("neighbour_refresh_epochs", 1))
             if not 1 <= self.k <= n_train - 2:
                 raise GaeError(
-                    f"run {run}: models.*.n_candidates = {self.k} nearest exemplars needs "
-                    f"1 <= n_candidates <= n_train - 2 = {n_train - 2}; lower it"
+                    f"run {run}: {self.variant_key('n_candidates')} = {self.k} nearest "
+                    f"exemplars needs 1 <= n_candidates <= n_train - 2 = {n_train - 2}; lower it"
                 )
 
-    @property
-    def _posterior_options(self) -> dict[str, Any]:
-        return {k: v for k, v in self.options.items() if k != "leave_one_out"}
-
-    def _log_prior(self, model: GenerativeModel, index: torch.Tensor):
-        """log p(z) for the posterior E-step: in-batch or nearest cached exemplars, with the
-        model's component variances (the encoder's own, or the shared unit / learned one)."""
-        if self.candidates != "knn":
-            return lambda z, mu, logvar: batch_exemplar_log_prior(
-                z, mu, model.component_logvar(logvar)
-            )
-        means, logvars = self.cached
-        nb = self.neighbours[index]
-        n_train = self.n_train
-        return lambda z, mu, logvar: neighbour_exemplar_log_prior(
-            z, means[nb], model.component_logvar(logvars[nb]), n_train
-        )
+    def refuse_settings(self, settings: dict[str, Any]) -> None:
+        """Raise GaeError for a setting this E-step cannot honour."""
 
     def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor, epoch: int) -> None:
-        """Set the warm-up weight; knn: re-encode the exemplars and, every ``refresh_every``
-        epochs (1, 1 + E, 1 + 2E, ...), search every image's nearest exemplars by encoder mean."""
-        self.prior_weight = min(1.0, epoch / self.warmup) if self.warmup else 1.0
+        """The warm-up weight; knn: re-encode the exemplars and, every ``refresh_every`` epochs
+        (1, 1 + E, 1 + 2E, ...), search every image's nearest exemplars by encoder mean."""
+        super().start_epoch(model, x_train, epoch)
         if self.candidates == "knn":
             means, logvars = model.encode_all(x_train)
             if self.neighbours is None or (epoch - 1) % self.refresh_every == 0:
@@ -212,34 +286,158 @@ class _Objective:
             # posterior E-step: the prior's components for this epoch (the M-step of p(z))
             self.cached = (means, logvars)
 
+
+class GaeSampledObjective(GaeObjective):
+    """The slides' Monte-Carlo EM: z drawn from every candidate's q(z|x_j), responsibilities
+    over the candidates (the minibatch, or the minibatch plus each image's k neighbours)."""
+
+    def refuse_settings(self, settings: dict[str, Any]) -> None:
+        if self.warmup:
+            raise GaeError(
+                f"run {self.run}: warmup_epochs applies to the VAE and to the GAE's posterior "
+                f"E-step (its bound has a KL part to scale); set "
+                f"{self.variant_key('warmup_epochs')}: 0 or e_step: posterior"
+            )
+        if settings.get("prior_variance", "posterior") != "posterior":
+            raise GaeError(
+                f"run {self.run}: prior_variance {settings['prior_variance']!r} needs a GAE with "
+                f"e_step: posterior (the sampled E-step draws z from each q(z|x_j) itself); "
+                f"remove {self.variant_key('prior_variance')}"
+            )
+        if self.exemplar_gradient:
+            _refuse_exemplar_gradient(self)
+
     def __call__(
-        self,
-        model: GenerativeModel,
-        x_train: torch.Tensor,
-        index: torch.Tensor,
-        generator: torch.Generator,
+        self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator
     ) -> ObjectiveTerms:
         x = x_train[index]
-        if self.kind == "vae":
-            return vae_objective(
-                model, x, generator=generator, prior_weight=self.prior_weight, **self.options
-            )
-        if self.e_step == "posterior":
-            return gae_posterior_objective(
-                model,
-                x,
-                self._log_prior(model, index),
-                generator=generator,
-                prior_weight=self.prior_weight,
-                **self._posterior_options,
-            )
+        options = {
+            "n_z": self.n_z,
+            "leave_one_out": self.leave_one_out,
+            "lambda_mu": self.lambda_mu,
+            "lambda_sigma": self.lambda_sigma,
+        }
         if self.candidates == "knn":
             nb = self.neighbours[index]  # (B, k)
             in_batch = (nb[:, :, None] == index[None, None, :]).any(dim=1)  # (B, B)
             return gae_knn_objective(
-                model, x, x_train[nb], in_batch, self.n_train, generator=generator, **self.options
+                model, x, x_train[nb], in_batch, self.n_train, generator=generator, **options
             )
-        return gae_objective(model, x, self.n_train, generator=generator, **self.options)
+        return gae_objective(model, x, self.n_train, generator=generator, **options)
+
+
+class GaePosteriorObjective(GaeObjective):
+    """Variational EM: z from the image's own q(z|x_i), the leave-one-out exemplar prior over
+    the minibatch or the k nearest exemplars (``gae.objectives.gae_posterior_objective``)."""
+
+    def refuse_settings(self, settings: dict[str, Any]) -> None:
+        if self.exemplar_gradient and self.candidates != "knn":
+            _refuse_exemplar_gradient(self)
+        if not self.leave_one_out:
+            raise GaeError(
+                f"run {self.run}: e_step 'posterior' is always leave-one-out (with its own "
+                f"component in the prior an image pays at most log n for any code, and the "
+                f"encoder collapses); set {self.variant_key('leave_one_out')}: true"
+            )
+
+    def _log_prior(self, model: GenerativeModel, x_train: torch.Tensor, index: torch.Tensor):
+        """log p(z) for the posterior E-step: in-batch or nearest exemplars, with the model's
+        component variances (the encoder's own, or the shared unit / learned one). The nearest
+        exemplars' encodings come from the epoch's cache (no gradient) or, with
+        ``exemplar_gradient`` (Exemplar VAE, Norouzi et al. 2020), from encoding their images
+        now, so that the prior's gradient reaches the encoder through the exemplars too."""
+        if self.candidates != "knn":
+            return lambda z, mu, logvar: batch_exemplar_log_prior(
+                z, mu, model.component_logvar(logvar)
+            )
+        nb = self.neighbours[index]  # (B, k)
+        if self.exemplar_gradient:
+            mu_nb, logvar_nb = model.encode(x_train[nb].reshape(nb.numel(), -1))
+            means_nb = mu_nb.reshape(*nb.shape, -1)
+            logvars_nb = logvar_nb.reshape(*nb.shape, -1)
+        else:
+            means, logvars = self.cached
+            means_nb, logvars_nb = means[nb], logvars[nb]
+        n_train = self.n_train
+        return lambda z, mu, logvar: neighbour_exemplar_log_prior(
+            z, means_nb, model.component_logvar(logvars_nb), n_train
+        )
+
+    def __call__(
+        self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator
+    ) -> ObjectiveTerms:
+        return gae_posterior_objective(
+            model,
+            x_train[index],
+            self._log_prior(model, x_train, index),
+            n_z=self.n_z,
+            lambda_mu=self.lambda_mu,
+            lambda_sigma=self.lambda_sigma,
+            generator=generator,
+            prior_weight=self.prior_weight,
+        )
+
+
+# kind, or "gae-" + e_step for the GAE -> its objective
+OBJECTIVES: dict[str, type[VariantObjective]] = {
+    "vae": VaeObjective,
+    "vamp": VampObjective,
+    "gae-sampled": GaeSampledObjective,
+    "gae-posterior": GaePosteriorObjective,
+}
+
+
+def make_objective(kind: str, settings: dict[str, Any], n_train: int, run: str) -> VariantObjective:
+    """The registered objective of a variant (``OBJECTIVES``); e_step absent = the slides'."""
+    key = f"gae-{settings.get('e_step', 'sampled')}" if kind == "gae" else kind
+    if key not in OBJECTIVES:
+        raise GaeError(
+            f"run {run}: no training objective for kind {kind!r} with these settings ({key}); "
+            f"use one of {', '.join(OBJECTIVES)} (models.<variant>.kind and e_step)"
+        )
+    return OBJECTIVES[key](settings, n_train, run)
+
+
+def _refuse_exemplar_gradient(objective: GaeObjective) -> None:
+    raise GaeError(
+        f"run {objective.run}: exemplar_gradient: true applies to a GAE with e_step: posterior "
+        f"and candidates: knn (in-batch exemplars and the sampled E-step's neighbours are "
+        f"encoded with gradient already); remove {objective.variant_key('exemplar_gradient')}"
+    )
+
+
+def _check_kind_keys(kind: str, settings: dict[str, Any], run: str) -> None:
+    """Refuse a variant key that ``kind`` would ignore (a VampPrior key on a GAE, say)."""
+    foreign = {"vamp": GAE_KEYS}.get(kind, ()) + (VAMP_KEYS if kind != "vamp" else ())
+    for key in foreign:
+        if key in settings:
+            raise GaeError(
+                f"run {run}: models.{parse_run_name(run).model}.{key} does not apply to kind "
+                f"{kind!r}; remove it (or change the variant's kind)"
+            )
+
+
+def initialise_pseudo_inputs(
+    model: GenerativeModel, settings: dict[str, Any], x_train: torch.Tensor, seed: int
+) -> None:
+    """The VampPrior's pseudo-inputs before the first step, by ``pseudo_inputs_init``:
+    ``random``: N(pseudo_inputs_mean, pseudo_inputs_std^2) per pixel (the recipe's default for
+    static MNIST, 0.05 and 0.01); ``training``: K distinct training images drawn at random, plus
+    N(0, pseudo_inputs_std^2) noise (the recipe's alternative; it takes the first K images)."""
+    how = settings.get("pseudo_inputs_init", "random")
+    std = float(settings.get("pseudo_inputs_std", 0.01))
+    gen = torch.Generator().manual_seed(derive_seed(seed, "pseudo-inputs"))
+    prior = model.prior
+    if how == "random":
+        prior.initialise(float(settings.get("pseudo_inputs_mean", 0.05)), std, generator=gen)
+        return
+    if prior.n_pseudo_inputs > x_train.shape[0]:
+        raise GaeError(
+            f"pseudo_inputs_init: training needs n_pseudo_inputs ({prior.n_pseudo_inputs}) <= "
+            f"the number of training images ({x_train.shape[0]}); lower it or use random"
+        )
+    pick = torch.randperm(x_train.shape[0], generator=gen)[: prior.n_pseudo_inputs]
+    prior.initialise(std=std, images=x_train[pick.to(x_train.device)], generator=gen)
 
 
 @torch.no_grad()
@@ -263,249 +461,483 @@ def validation_elbo(
     return total / x_valid.shape[0]
 
 
-def _lr_decay(train_cfg: dict[str, Any]) -> dict[str, Any] | None:
-    """train.lr_schedule as {factor, every} (step) or {factor, patience} (plateau); None when
-    constant. This dict is what the run's fingerprint records."""
-    schedule = train_cfg.get("lr_schedule", "constant")
-    if schedule == "constant":
-        return None
-    key = "every" if schedule == "step" else "patience"
-    return {
-        "factor": float(train_cfg.get("lr_decay_factor", 0.5)),
-        key: int(train_cfg.get("lr_decay_epochs", 5)),
-    }
+def _normalise_gradients(model: torch.nn.Module) -> None:
+    """Each parameter tensor's gradient divided by its L2 norm (+ 1e-7): the VampPrior recipe's
+    AdamNormGrad, which feeds Adam unit-norm gradients per tensor (``train.optimizer:
+    adam_normgrad``), so that every step weighs the same in Adam's moment estimates whatever the
+    size of its gradient (a rare huge gradient cannot dominate them)."""
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad.div_(param.grad.norm() + 1e-7)
 
 
-def _decay_due(lr_decay: dict[str, Any], epoch: int, epochs_since_best: int) -> bool:
-    """Whether the learning rate steps down after this epoch: every ``every`` epochs (a fixed
-    schedule), or after every ``patience`` epochs without validation improvement (a plateau)."""
-    if "every" in lr_decay:
-        return epoch % lr_decay["every"] == 0
-    return epochs_since_best > 0 and epochs_since_best % lr_decay["patience"] == 0
+# ---- the run's identity ----------------------------------------------------------------------
 
 
 def _fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def train_run(cfg: dict[str, Any], run: str, restart: bool = False) -> Path:
-    """Train ``run`` (resuming from its checkpoint unless ``restart``); returns model.pt's path."""
-    spec = run_spec(cfg, run)
-    settings = model_settings(cfg, spec)
-    kind = settings["kind"]
-    train_cfg = cfg["train"]
-    epochs = int(train_cfg.get("epochs", 300))
-    batch_size = int(train_cfg.get("batch_size", 100))
-    patience = int(train_cfg.get("patience", 30))
-    clip_norm = train_cfg.get("grad_clip_norm")
-    clip_limit = None if clip_norm is None else float(clip_norm)
-    lr_decay = _lr_decay(train_cfg)
-    if train_cfg.get("num_threads"):
-        torch.set_num_threads(int(train_cfg["num_threads"]))
-    device = resolve_device(cfg)
+def old_run_fingerprint_shims(parts: dict[str, Any]) -> dict[str, Any]:
+    """``parts`` (every setting a checkpoint must match) in the form runs trained before three
+    settings existed recorded it, so that their checkpoints still resume.
 
-    data = load_training_data(cfg, spec.dataset)
-    x_train = torch.as_tensor(np.asarray(data["x_train"], dtype=np.float32), device=device)
-    x_valid = torch.as_tensor(np.asarray(data["x_valid"], dtype=np.float32), device=device)
-    n_train = x_train.shape[0]
-    if kind == "gae" and n_train < 2:
-        raise GaeError(f"run {run}: the GAE needs at least 2 training images, got {n_train}")
+    Each shim leaves a field out at the one value those runs had, and only there:
+    - ``settings.n_z`` of a VAE at 1: VAEs ignored ``n_z`` until it applied to them;
+    - ``optimizer`` at ``adam``: runs from before ``train.optimizer``;
+    - ``lr_decay`` at None (a constant rate): runs from before ``train.lr_schedule``.
+    (Likewise, ``architecture`` holds ``prior_variance`` and ``model.layer`` only when they are
+    not the slides' ``posterior`` and ``dense``; that dict is also what model.pt stores, so it is
+    built that way in ``Trainer._architecture`` and ``gae.models.architecture_from_config``.)
+    Removing a shim refuses those runs' checkpoints ("made with other settings") until they are
+    retrained with --restart; nothing else depends on them.
+    """
+    out = dict(parts)
+    if parts["kind"] == "vae" and int(parts["settings"].get("n_z", 1)) == 1:
+        out["settings"] = {k: v for k, v in parts["settings"].items() if k != "n_z"}
+    if parts["optimizer"] == "adam":
+        del out["optimizer"]
+    if parts["lr_decay"] is None:
+        del out["lr_decay"]
+    return out
 
-    out_dir = run_dir(cfg, run)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, model_path, log_path = (
-        out_dir / CHECKPOINT_NAME,
-        out_dir / MODEL_NAME,
-        out_dir / LOG_NAME,
-    )
-    seed = derive_seed(cfg["seed"], run)
-    architecture = architecture_from_config(
-        cfg, spec.dataset, spec.depth, spec.latent_dim, x_train.shape[1]
-    )
-    if settings.get("prior_variance", "posterior") != "posterior":  # absent = the slides' model
-        architecture["prior_variance"] = settings["prior_variance"]
-    fingerprint = _fingerprint(
-        {
-            "kind": kind,
-            "architecture": architecture,
-            # a VAE's n_z = 1 is what VAEs did before n_z applied to them: runs keep their print
-            "settings": (
-                {k: v for k, v in settings.items() if k != "n_z"}
-                if kind == "vae" and int(settings.get("n_z", 1)) == 1
-                else settings
-            ),
-            "seed": cfg["seed"],
-            "lr": train_cfg.get("lr"),
-            "grad_clip_norm": clip_norm,
-            "batch_size": batch_size,
-            **({"lr_decay": lr_decay} if lr_decay else {}),  # absent: older runs keep theirs
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The ``train.*`` keys the loop reads, with the values it falls back on."""
+
+    epochs: int
+    batch_size: int
+    patience: int
+    lr: float
+    lr_setting: Any  # train.lr as configured (the fingerprint records it unconverted)
+    clip_norm: Any  # train.grad_clip_norm as configured (None: no clipping)
+    optimizer: str
+    lr_decay: dict[str, Any] | None
+
+    @classmethod
+    def from_config(cls, train_cfg: dict[str, Any]) -> TrainSettings:
+        return cls(
+            epochs=int(train_cfg.get("epochs", 300)),
+            batch_size=int(train_cfg.get("batch_size", 100)),
+            patience=int(train_cfg.get("patience", 30)),
+            lr=float(train_cfg.get("lr", 1e-3)),
+            lr_setting=train_cfg.get("lr"),
+            clip_norm=train_cfg.get("grad_clip_norm"),
+            optimizer=train_cfg.get("optimizer", "adam"),
+            lr_decay=schedule_settings(train_cfg),
+        )
+
+    @property
+    def clip_limit(self) -> float | None:
+        return None if self.clip_norm is None else float(self.clip_norm)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one training writes: the run's own names, or a restart's temporary ones."""
+
+    checkpoint: Path
+    log: Path
+    model: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path, restart: bool) -> RunFiles:
+        if restart:
+            return cls(
+                folder / RESTART_CHECKPOINT_NAME, folder / RESTART_LOG_NAME, folder / MODEL_NAME
+            )
+        return cls(folder / CHECKPOINT_NAME, folder / LOG_NAME, folder / MODEL_NAME)
+
+    @property
+    def is_restart(self) -> bool:
+        return self.checkpoint.name == RESTART_CHECKPOINT_NAME
+
+
+# ---- the trainer -------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One run's training, in steps: setup (here), ``restore``, ``train_epoch`` (of
+    ``train_step``), ``validate``, ``schedule``, ``save_checkpoint`` and ``finalise``;
+    ``train`` runs them. Build one per run and call ``train`` once."""
+
+    def __init__(self, cfg: dict[str, Any], run: str, restart: bool = False) -> None:
+        self.cfg, self.run, self.restart = cfg, run, restart
+        self.spec = run_spec(cfg, run)
+        self.settings = model_settings(cfg, self.spec)
+        self.kind = self.settings["kind"]
+        self.train_cfg = TrainSettings.from_config(cfg["train"])
+        if cfg["train"].get("num_threads"):
+            torch.set_num_threads(int(cfg["train"]["num_threads"]))
+        self.device = resolve_device(cfg)
+        self.eval_batch = int(cfg.get("evaluation", {}).get("batch_size", 500))
+        self._load_data()
+        self.folder = run_dir(cfg, run)
+        self.files = RunFiles.in_folder(self.folder, restart)
+        self.seed = derive_seed(cfg["seed"], run)
+        self.architecture = self._architecture()
+        self.fingerprint = _fingerprint(old_run_fingerprint_shims(self._fingerprint_parts()))
+        self.objective = make_objective(self.kind, self.settings, self.n_train, run)
+        self.baseline = trivial_log_likelihood(  # once, on the CPU (float64: 2x the data)
+            *(torch.as_tensor(np.asarray(self.data[k])) for k in ("x_train", "x_valid")),
+            self.architecture["likelihood"],
+            self.architecture["gaussian_std_min"],
+        )
+        self._build()
+
+    def _load_data(self) -> None:
+        self.data = load_training_data(self.cfg, self.spec.dataset)
+        self.x_train, self.x_valid = (
+            torch.as_tensor(np.asarray(self.data[key], dtype=np.float32), device=self.device)
+            for key in ("x_train", "x_valid")
+        )
+        self.n_train = self.x_train.shape[0]
+        if self.kind == "gae" and self.n_train < 2:
+            raise GaeError(
+                f"run {self.run}: the GAE needs at least 2 training images, got {self.n_train}"
+            )
+
+    def _architecture(self) -> dict[str, Any]:
+        spec, settings = self.spec, self.settings
+        architecture = architecture_from_config(
+            self.cfg, spec.dataset, spec.depth, spec.latent_dim, self.x_train.shape[1]
+        )
+        if settings.get("prior_variance", "posterior") != "posterior":  # absent: the slides'
+            architecture["prior_variance"] = settings["prior_variance"]
+        if self.kind == "vamp":  # load_model rebuilds the prior from the architecture
+            architecture["n_pseudo_inputs"] = int(settings.get("n_pseudo_inputs", 500))
+        return architecture
+
+    def _fingerprint_parts(self) -> dict[str, Any]:
+        """Everything a resumed checkpoint must have been made with."""
+        train = self.train_cfg
+        return {
+            "kind": self.kind,
+            "architecture": self.architecture,
+            "settings": self.settings,
+            "seed": self.cfg["seed"],
+            "lr": train.lr_setting,
+            "grad_clip_norm": train.clip_norm,
+            "optimizer": train.optimizer,
+            "batch_size": train.batch_size,
+            "lr_decay": train.lr_decay,
             "data_sha256": [
-                hashlib.sha256(np.ascontiguousarray(data[key]).tobytes()).hexdigest()
+                hashlib.sha256(np.ascontiguousarray(self.data[key]).tobytes()).hexdigest()
                 for key in ("x_train", "x_valid")
             ],
         }
-    )
 
-    # fresh state (also the RNG streams a resumed run replaces from its checkpoint)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002
-    torch.manual_seed(seed)
-    model = build_model(kind, architecture, meta={}).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(train_cfg.get("lr", 1e-3)))
-    noise_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "noise"))
-    perm_gen = torch.Generator().manual_seed(derive_seed(seed, "permutation"))
-    resumed_neighbours: torch.Tensor | None = None
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "best": None,  # {"epoch", "valid", "weights"}
-        "epochs_since_best": 0,
-        "stopped": False,
-        "log_rows": [],
-    }
+    def _build(self) -> None:
+        """Fresh state: seeds, model, optimizer, scheduler and the loop's generators (a resumed
+        run then replaces them from its checkpoint). The order fixes every random draw."""
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)  # noqa: NPY002
+        torch.manual_seed(self.seed)
+        self.model = build_model(self.kind, self.architecture, meta={}).to(self.device)
+        if self.kind == "vamp":  # before the optimizer and any resume, which then overwrites it
+            initialise_pseudo_inputs(self.model, self.settings, self.x_train, self.seed)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr)
+        self.scheduler = make_scheduler(self.optimizer, self.train_cfg.lr_decay)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(
+            derive_seed(self.seed, "noise")
+        )
+        self.perm_gen = torch.Generator().manual_seed(derive_seed(self.seed, "permutation"))
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "best": None,  # {"epoch", "valid", "weights"}
+            "epochs_since_best": 0,
+            "stopped": False,
+            "log_rows": [],
+        }
 
-    if ckpt_path.exists() and not restart:
+    # ---- restore ----
+
+    def restore(self) -> None:
+        """Resume from the run's checkpoint, if any. A restart starts afresh (dropping the files
+        of an earlier, unfinished restart); a plain run first resumes an unfinished restart of
+        the same settings, then the run's own checkpoint, refusing one of other settings."""
+        pending = RunFiles.in_folder(self.folder, restart=True)
+        if self.restart:
+            pending.checkpoint.unlink(missing_ok=True)
+            pending.log.unlink(missing_ok=True)
+            return
+        if pending.checkpoint.exists():
+            ckpt = self._read_checkpoint(pending.checkpoint)
+            if self._matches(ckpt):
+                self.files = pending
+                self._load_checkpoint(ckpt)
+                return
+        if self.files.checkpoint.exists():
+            ckpt = self._read_checkpoint(self.files.checkpoint)
+            if not self._matches(ckpt):
+                raise StaleCheckpointError(
+                    f"run {self.run}: checkpoint {self.files.checkpoint} was made with other "
+                    f"settings (architecture, variant, seed, lr or its schedule, batch size or "
+                    f"data); re-run with --restart to start afresh"
+                )
+            self._load_checkpoint(ckpt)
+
+    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         try:
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+            return torch.load(path, map_location=self.device, weights_only=False)
         except Exception as exc:
-            raise TrainingError(
-                f"run {run}: checkpoint {ckpt_path} is unreadable ({exc}); "
+            raise StaleCheckpointError(
+                f"run {self.run}: checkpoint {path} is unreadable ({exc}); "
                 f"re-run with --restart to start afresh"
             ) from exc
-        if ckpt.get("version") != CHECKPOINT_VERSION or ckpt.get("fingerprint") != fingerprint:
-            raise TrainingError(
-                f"run {run}: checkpoint {ckpt_path} was made with other settings (architecture, "
-                f"variant, seed, lr or its schedule, batch size or data); re-run with --restart "
-                f"to start afresh"
-            )
-        load_trained_weights(model, ckpt["weights"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_states(ckpt["rng"], noise_gen, perm_gen)
-        state = ckpt["state"]
-        resumed_neighbours = ckpt.get("neighbours")
-        log.info("run %s: resuming after epoch %d from %s", run, state["epoch"], ckpt_path)
 
-    objective = _Objective(kind, settings, n_train, run)
-    if resumed_neighbours is not None:  # the lists a refresh interval is still reusing
-        objective.neighbours = resumed_neighbours.to(device)
-    eval_batch = int(cfg.get("evaluation", {}).get("batch_size", 500))
-
-    while state["epoch"] < epochs and not state["stopped"]:
-        epoch = state["epoch"] + 1
-        started = time.perf_counter()
-        objective.start_epoch(model, x_train, epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        perm = torch.randperm(n_train, generator=perm_gen).to(device)
-        batches = _batches(perm, batch_size)
-        bar = tqdm(batches, desc=f"{run} epoch {epoch}/{epochs}", leave=False)
-        for step, index in enumerate(bar, start=1):
-            terms = objective(model, x_train, index, noise_gen)
-            loss = -terms.surrogate.mean()
-            if not torch.isfinite(loss).item():
-                raise TrainingError(
-                    f"run {run}: the training objective became {loss.item()} at epoch {epoch}, "
-                    f"step {step}; the last good checkpoint ({ckpt_path}, epoch "
-                    f"{state['epoch']}) is kept; lower train.lr or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_limit is not None:  # logged: the mean pre-clip norm and the share clipped
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_limit).item()
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm * len(index)
-                clipped = float(norm > clip_limit) * len(index)
-                sums["clipped_share"] = sums.get("clipped_share", 0.0) + clipped
-            optimizer.step()
-            sums["train_objective"] = (
-                sums.get("train_objective", 0.0) + terms.objective.sum().item()
-            )
-            for name, value in terms.parts.items():
-                sums[name] = sums.get(name, 0.0) + value.sum().item()
-        bar.close()
-
-        valid_gen = torch.Generator(device=device).manual_seed(
-            derive_seed(seed, "valid", str(epoch))
+    def _matches(self, ckpt: Any) -> bool:
+        return (
+            isinstance(ckpt, dict)
+            and ckpt.get("version") == CHECKPOINT_VERSION
+            and ckpt.get("fingerprint") == self.fingerprint
         )
-        valid = validation_elbo(model, x_train, x_valid, valid_gen, eval_batch)
+
+    def _load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        load_trained_weights(self.model, ckpt["weights"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_states(ckpt["rng"], self.noise_gen, self.perm_gen)
+        self.state = ckpt["state"]
+        best = self.state["best"]
+        restore_scheduler(
+            self.scheduler,
+            ckpt.get("scheduler"),  # absent in checkpoints from before the torch schedulers
+            self.state["epoch"],
+            None if best is None else best["valid"],
+            self.state["epochs_since_best"],
+        )
+        if ckpt.get("neighbours") is not None:  # the lists a refresh interval is still reusing
+            self.objective.neighbours = ckpt["neighbours"].to(self.device)
+        log.info(
+            "run %s: resuming after epoch %d from %s",
+            self.run,
+            self.state["epoch"],
+            self.files.checkpoint,
+        )
+
+    # ---- one epoch ----
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training set in a fresh random order; the per-image sums of the
+        objective and its logged parts."""
+        self.objective.start_epoch(self.model, self.x_train, epoch)
+        self.model.train()
+        sums: dict[str, float] = {}
+        perm = torch.randperm(self.n_train, generator=self.perm_gen).to(self.device)
+        batches = _batches(perm, self.train_cfg.batch_size)
+        bar = tqdm(batches, desc=f"{self.run} epoch {epoch}/{self.train_cfg.epochs}", leave=False)
+        for step, index in enumerate(bar, start=1):
+            self.train_step(index, epoch, step, sums)
+        bar.close()
+        return sums
+
+    def train_step(
+        self, index: torch.Tensor, epoch: int, step: int, sums: dict[str, float]
+    ) -> None:
+        """One optimiser step on minibatch ``index``; adds its terms to ``sums``."""
+        terms = self.objective(self.model, self.x_train, index, self.noise_gen)
+        loss = -terms.surrogate.mean()
+        if not torch.isfinite(loss).item():
+            raise TrainingError(
+                f"run {self.run}: the training objective became {loss.item()} at epoch {epoch}, "
+                f"step {step}; {self._kept()}; lower train.lr or check the data"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        limit = self.train_cfg.clip_limit
+        if limit is not None:  # logged: the mean pre-clip norm and the share clipped
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit).item()
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm * len(index)
+            sums["clipped_share"] = sums.get("clipped_share", 0.0) + float(norm > limit) * len(
+                index
+            )
+        if self.train_cfg.optimizer == "adam_normgrad":
+            _normalise_gradients(self.model)
+        self.optimizer.step()
+        sums["train_objective"] = sums.get("train_objective", 0.0) + terms.objective.sum().item()
+        for name, value in terms.parts.items():
+            sums[name] = sums.get(name, 0.0) + value.sum().item()
+
+    def _kept(self) -> str:
+        """What a failed epoch leaves behind, for its error message."""
+        if self.files.is_restart:
+            so_far = (
+                f" (this restart's log so far: {self.files.log})" if self.state["epoch"] else ""
+            )
+            return (
+                f"the previous run's {MODEL_NAME}, {CHECKPOINT_NAME} and {LOG_NAME} in "
+                f"{self.folder} are kept as they were{so_far}"
+            )
+        if self.state["epoch"] == 0:
+            return "no checkpoint or model was written"
+        return (
+            f"the last good checkpoint ({self.files.checkpoint}, epoch {self.state['epoch']}) "
+            f"is kept"
+        )
+
+    # ---- validate ----
+
+    def validate(self, epoch: int) -> float:
+        """The epoch's validation ELBO; stops a run whose bound is non-finite or implausible.
+
+        Implausible (the divergence guard): more than ``DIVERGENCE_MARGIN`` nats per pixel
+        below the trivial model of the training set (``gae.objectives.trivial_log_likelihood``:
+        the per-pixel mean image for Bernoulli decoders, per-pixel mean and std for Gaussian
+        ones). Clipping and Adam keep a diverged run's objective finite (lr 1e3 gave -6.9e8
+        nats on MNIST), so finiteness alone would save it as a model.
+        """
+        valid_gen = torch.Generator(device=self.device).manual_seed(
+            derive_seed(self.seed, "valid", str(epoch))
+        )
+        valid = validation_elbo(self.model, self.x_train, self.x_valid, valid_gen, self.eval_batch)
         if not math.isfinite(valid):
             raise TrainingError(
-                f"run {run}: the validation ELBO became {valid} at epoch {epoch}; the last good "
-                f"checkpoint ({ckpt_path}, epoch {state['epoch']}) is kept; lower train.lr"
+                f"run {self.run}: the validation ELBO became {valid} at epoch {epoch}; "
+                f"{self._kept()}; lower train.lr"
             )
-        row: dict[str, Any] = {"epoch": epoch, "train_objective": sums["train_objective"] / n_train}
+        pixels = self.x_valid.shape[1]
+        if self.baseline is not None and valid < self.baseline - DIVERGENCE_MARGIN * pixels:
+            raise TrainingError(
+                f"run {self.run}: the validation ELBO {valid:.2f} at epoch {epoch} is "
+                f"implausible: worse than the trivial model's {self.baseline:.2f} (each pixel "
+                f"independent, at its training-set mean) by more than {DIVERGENCE_MARGIN:g} nats "
+                f"per pixel ({pixels} pixels), so training has diverged and no model is saved; "
+                f"{self._kept()}. Lower train.lr (now {self.train_cfg.lr:g}) and re-run with "
+                f"--restart"
+            )
+        return valid
+
+    def record(self, epoch: int, valid: float, sums: dict[str, float], seconds: float) -> None:
+        """Append the epoch's row to the log (train_log.csv's columns)."""
+        n = self.n_train
+        row: dict[str, Any] = {"epoch": epoch, "train_objective": sums["train_objective"] / n}
         row["valid_objective"] = valid
-        row["seconds"] = round(time.perf_counter() - started, 3)
-        if lr_decay:
-            row["lr"] = optimizer.param_groups[0]["lr"]
-        if objective.warmup:
-            row["prior_weight"] = objective.prior_weight
-        row.update({k: v / n_train for k, v in sums.items() if k != "train_objective"})
-        if model.prior_logvar is not None:  # the learned components' width, mean over dims
-            prior_std = model.component_logvar(model.prior_logvar.detach()).mul(0.5).exp()
-            row["prior_std"] = prior_std.mean().item()
-        state["log_rows"].append(row)
-        if state["best"] is None or valid > state["best"]["valid"]:
-            state["best"] = {"epoch": epoch, "valid": valid, "weights": trained_weights(model)}
-            state["epochs_since_best"] = 0
-        else:
-            state["epochs_since_best"] += 1
-            if state["epochs_since_best"] >= patience:
-                state["stopped"] = True
-                log.info(
-                    "run %s: early stop after epoch %d (best %d)",
-                    run,
-                    epoch,
-                    state["best"]["epoch"],
-                )
-        if lr_decay and _decay_due(lr_decay, epoch, state["epochs_since_best"]):
-            for group in optimizer.param_groups:  # resumed with the optimizer state
-                group["lr"] *= lr_decay["factor"]
-        state["epoch"] = epoch
-        atomic_torch_save(
-            ckpt_path,
-            {
-                "version": CHECKPOINT_VERSION,
-                "fingerprint": fingerprint,
-                "run": run,
-                "weights": trained_weights(model),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_states(noise_gen, perm_gen),
-                "state": state,
-                "neighbours": objective.neighbours,
-            },
-        )
-        _write_log(log_path, state["log_rows"])
+        row["seconds"] = round(seconds, 3)
+        if self.scheduler is not None:
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.objective.warmup:
+            row["prior_weight"] = self.objective.prior_weight
+        row.update({k: v / n for k, v in sums.items() if k != "train_objective"})
+        if self.model.prior_logvar is not None:  # the learned components' width, mean over dims
+            prior_std = self.model.component_logvar(self.model.prior_logvar.detach())
+            row["prior_std"] = prior_std.mul(0.5).exp().mean().item()
+        self.state["log_rows"].append(row)
         log.info(
             "run %s epoch %d: %s",
-            run,
+            self.run,
             epoch,
             ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
             ),
         )
 
-    if state["best"] is None:
-        raise TrainingError(f"run {run}: no epoch finished; nothing to save")
-    load_trained_weights(model, state["best"]["weights"])
-    model.eval()
-    if kind == "gae":
-        model.set_exemplar_prior(x_train)
-    model.meta = {
-        "run": run,
-        "config": cfg,
-        "dataset": spec.dataset,
-        "model_settings": settings,
-        "n_train": n_train,
-        "best_epoch": state["best"]["epoch"],
-        "best_valid_elbo": state["best"]["valid"],
-        "epochs_trained": state["epoch"],
-    }
-    save_model(model, model_path)
-    _write_log(log_path, state["log_rows"])
-    log.info(
-        "run %s: saved %s (best epoch %d, validation ELBO %.3f)",
-        run,
-        model_path,
-        state["best"]["epoch"],
-        state["best"]["valid"],
-    )
-    return model_path
+    # ---- schedule ----
+
+    def schedule(self, epoch: int, valid: float) -> None:
+        """After validation: keep the best epoch's weights, stop after ``patience`` epochs
+        without improvement, and let the learning-rate scheduler judge the epoch."""
+        state = self.state
+        if state["best"] is None or valid > state["best"]["valid"]:
+            state["best"] = {"epoch": epoch, "valid": valid, "weights": trained_weights(self.model)}
+            state["epochs_since_best"] = 0
+        else:
+            state["epochs_since_best"] += 1
+            if state["epochs_since_best"] >= self.train_cfg.patience:
+                state["stopped"] = True
+                log.info(
+                    "run %s: early stop after epoch %d (best %d)",
+                    self.run,
+                    epoch,
+                    state["best"]["epoch"],
+                )
+        step_scheduler(self.scheduler, valid)  # the rate of the next epoch
+        state["epoch"] = epoch
+
+    # ---- checkpoint ----
+
+    def save_checkpoint(self) -> None:
+        """Everything a resume needs, atomically, then the log so far."""
+        atomic_torch_save(
+            self.files.checkpoint,
+            {
+                "version": CHECKPOINT_VERSION,
+                "fingerprint": self.fingerprint,
+                "run": self.run,
+                "weights": trained_weights(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "rng": _rng_states(self.noise_gen, self.perm_gen),
+                "state": self.state,
+                "neighbours": self.objective.neighbours,
+            },
+        )
+        _write_log(self.files.log, self.state["log_rows"])
+
+    # ---- finalise ----
+
+    def finalise(self) -> Path:
+        """Save the best epoch's model as model.pt; a restart then renames its checkpoint and
+        log onto the run's own names (the commit of the restart transaction)."""
+        state, model = self.state, self.model
+        if state["best"] is None:
+            raise TrainingError(f"run {self.run}: no epoch finished; nothing to save")
+        load_trained_weights(model, state["best"]["weights"])
+        model.eval()
+        if self.kind == "gae":
+            model.set_exemplar_prior(self.x_train)
+        model.meta = {
+            "run": self.run,
+            "config": self.cfg,
+            "dataset": self.spec.dataset,
+            "model_settings": self.settings,
+            "n_train": self.n_train,
+            "best_epoch": state["best"]["epoch"],
+            "best_valid_elbo": state["best"]["valid"],
+            "epochs_trained": state["epoch"],
+        }
+        save_model(model, self.files.model)
+        _write_log(self.files.log, state["log_rows"])
+        if self.files.is_restart:
+            os.replace(self.files.log, self.folder / LOG_NAME)
+            os.replace(self.files.checkpoint, self.folder / CHECKPOINT_NAME)
+        log.info(
+            "run %s: saved %s (best epoch %d, validation ELBO %.3f)",
+            self.run,
+            self.files.model,
+            state["best"]["epoch"],
+            state["best"]["valid"],
+        )
+        return self.files.model
+
+    def train(self) -> Path:
+        """Restore, train the remaining epochs (each: one epoch, validate, schedule,
+        checkpoint) and finalise; returns model.pt's path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.restore()
+        while self.state["epoch"] < self.train_cfg.epochs and not self.state["stopped"]:
+            epoch = self.state["epoch"] + 1
+            started = time.perf_counter()
+            sums = self.train_epoch(epoch)
+            valid = self.validate(epoch)
+            self.record(epoch, valid, sums, time.perf_counter() - started)
+            self.schedule(epoch, valid)
+            self.save_checkpoint()
+        return self.finalise()
+
+
+def train_run(
+    cfg: dict[str, Any], run: str, restart: bool = False, restart_if_stale: bool = False
+) -> Path:
+    """Train ``run`` (resuming from its checkpoint unless ``restart``); returns model.pt's path.
+
+    ``restart_if_stale``: a checkpoint that cannot be resumed (unreadable, or made with other
+    settings: exactly why Snakemake re-runs the job) starts the run afresh instead of failing.
+    """
+    try:
+        return Trainer(cfg, run, restart).train()
+    except StaleCheckpointError as exc:
+        if restart or not restart_if_stale:
+            raise
+        log.warning("%s; starting run %s afresh (--restart-if-stale)", exc, run)
+        return Trainer(cfg, run, True).train()

@@ -20,12 +20,6 @@ def test_params_yaml_is_valid_and_every_preset_overlays_cleanly():
         assert cfg["overlays"] == [str(preset)]
 
 
-def test_every_study_overlay_loads():
-    """docs/study/*.yaml reproduce the study's runs: each must load on top of config/cpu.yaml."""
-    for overlay in sorted((ROOT / "docs" / "study").glob("*.yaml")):
-        load_config([ROOT / "config" / "cpu.yaml", overlay], base=ROOT / "params.yaml")
-
-
 def test_a_repeated_key_is_an_error_naming_file_key_and_line(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("train: {epochs: 5}\nseed: 3\ntrain: {lr: 3.0e-4}\n")

@@ -224,9 +224,9 @@ RUN = "bmnist-gae-L1-z50"
 
 
 def test_loglik_run_writes_json(prepared_cfg_tmp):
-    from gae.data.subsets import random_rows
     from gae.config import run_dir
     from gae.data.prepare import load_prepared
+    from gae.data.subsets import random_rows
     from gae.models import architecture_from_config, build_model, save_model
 
     cfg = prepared_cfg_tmp

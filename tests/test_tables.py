@@ -14,6 +14,7 @@ from gae.config import load_config, parse_run_name, prepared_path, run_dir
 from gae.errors import GaeError
 from gae.tables import (
     PUBLISHED_TABLE1,
+    PUBLISHED_TABLE2,
     SLIDES_TABLE1,
     SLIDES_TABLE2,
     make_tables,
@@ -44,7 +45,7 @@ def parzen_value(run: str) -> tuple[float, float]:
 
 def loglik_values(run: str) -> tuple[float, float]:
     spec = parse_run_name(run)
-    offset = {"vae": 0.0, "gae": 100.0, "gae-slides": 200.0}[spec.model]
+    offset = {"vae": 0.0, "gae": 100.0, "gae-slides": 200.0, "vamp": 300.0}[spec.model]
     return -(offset + spec.depth + 0.125), -(offset + spec.depth + 50.375)
 
 
@@ -56,7 +57,7 @@ def per_image_values(run: str) -> np.ndarray:
     """Per-image log p(x) whose mean is the run's loglik.json mean: shared image difficulty plus
     a small run-specific part, as for real runs scored on the same test images."""
     spec = parse_run_name(run)
-    seed = {"vae": 0, "gae": 1, "gae-slides": 2}[spec.model] * 10 + spec.depth
+    seed = {"vae": 0, "gae": 1, "gae-slides": 2, "vamp": 3}[spec.model] * 10 + spec.depth
     own = 0.1 * np.random.default_rng(seed).standard_normal(N_IMAGES)
     return loglik_values(run)[0] + COMMON + own - own.mean()
 
@@ -132,14 +133,26 @@ def test_tables_put_slides_published_and_our_numbers_side_by_side(tmp_path: Path
     vae2 = ours["VAE (2 layered, z=50)"]
     assert float(vae2["faces"]) == parzen_value("frey-vae-L2-z50")[0]
 
-    rows2 = read_csv(tmp_path / "results/tables/table2_loglik.csv")
+    all_rows2 = read_csv(tmp_path / "results/tables/table2_loglik.csv")
+    rows2 = [r for r in all_rows2 if r["run"]]
     assert len(rows2) == len(cfg["evaluate"]["loglik"])
     for row in rows2:
         imp, prior = loglik_values(row["run"])
         assert float(row["importance"]) == imp and float(row["prior"]) == prior
         assert float(row["importance_sem"]) == 0.5 and float(row["prior_sem"]) == 1.5
-        assert float(row["slides"]) == SLIDES_TABLE2[(row["kind"], int(row["depth"]))]
-    assert {r["model"] for r in rows2} == {"gae", "gae-slides", "vae"}
+        if row["kind"] == "vamp":  # the slides have no VampPrior
+            assert row["slides"] == ""
+        else:
+            assert float(row["slides"]) == SLIDES_TABLE2[(row["kind"], int(row["depth"]))]
+    assert {r["model"] for r in rows2} == {"gae", "gae-slides", "vae", "vamp"}
+    published2 = [r for r in all_rows2 if r["published"]]
+    assert [(r["method"], float(r["published"]), r["source"]) for r in published2] == [
+        (p.method, p.value, p.source) for p in PUBLISHED_TABLE2
+    ]
+    assert -85.57 in {float(r["published"]) for r in published2}
+    # our bmnist here is the Bernoulli fallback, not the static Larochelle files
+    assert {r["same_data_as_ours"] for r in published2} == {"no"}
+    assert len(all_rows2) == len(rows2) + len(published2)
     # paired with the VAE of the same depth, image by image: the shared difficulty cancels
     for row in rows2:
         if row["kind"] == "vae":
@@ -160,6 +173,8 @@ def test_tables_put_slides_published_and_our_numbers_side_by_side(tmp_path: Path
     assert "Frey faces /255, seeded split" in md1 and "NOT comparable" in md1
     md2 = (tmp_path / "results/tables/table2_loglik.md").read_text()
     assert "-94.66" in md2 and "-107.18" in md2
+    assert "VampPrior (2 layered, z=50)" in md2 and "-85.57" in md2 and "-85.79" in md2
+    assert "published: Tomczak & Welling 2018" in md2 and "same data as ours: no" in md2
     assert "Bernoulli binarization of MNIST grey levels, seed 0" in md2
     assert "S = 5000 (importance), 5000 (prior), 10000 test images" in md2
     tex2 = (tmp_path / "results/tables/table2_loglik.tex").read_text()
@@ -208,3 +223,16 @@ def test_runs_on_different_test_images_are_not_paired(tmp_path: Path) -> None:
     rows = {r["run"]: r for r in read_csv(tmp_path / "results/tables/table2_loglik.csv")}
     assert rows["bmnist-gae-L1-z50"]["paired_difference"] == "nan"
     assert rows["bmnist-gae-L2-z50"]["paired_difference"] != "nan"
+
+
+def test_published_rows_say_when_they_are_on_our_data(tmp_path: Path) -> None:
+    cfg = synthetic_cfg(tmp_path)
+    write_metric_artifacts(cfg)
+    meta_path = prepared_path(cfg, "bmnist", "json")
+    meta = json.loads(meta_path.read_text())
+    write_json(meta_path, {**meta, "variant": "larochelle-amat"})
+    make_tables(cfg)
+    rows = read_csv(tmp_path / "results/tables/table2_loglik.csv")
+    published = [r for r in rows if r["published"]]
+    assert len(published) == len(PUBLISHED_TABLE2)
+    assert {r["same_data_as_ours"] for r in published} == {"yes"}

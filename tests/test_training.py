@@ -21,7 +21,7 @@ import torch
 
 import gae.training as training
 from gae.config import load_config
-from gae.errors import GaeError, TrainingError
+from gae.errors import ConfigError, GaeError, TrainingError
 from gae.io import atomic_save_npz
 from gae.models import load_model
 from gae.sampling import sample_run
@@ -410,7 +410,7 @@ def test_neighbour_lists_are_searched_every_refresh_interval_and_codes_every_epo
     reuse = {**KNN_REUSED, "neighbour_refresh_epochs": 2}
     cfg = _synthetic_cfg(tmp_path, [run], models={"gae-reuse": reuse}, epochs=4)
     searched, fresh_codes = [], []
-    search, start_epoch = training.nearest_exemplars, training._Objective.start_epoch
+    search, start_epoch = training.nearest_exemplars, training.GaeObjective.start_epoch
     monkeypatch.setattr(
         training, "nearest_exemplars", lambda means, k: searched.append(means) or search(means, k)
     )
@@ -419,7 +419,7 @@ def test_neighbour_lists_are_searched_every_refresh_interval_and_codes_every_epo
         start_epoch(self, model, x_train, epoch)
         fresh_codes.append(torch.equal(self.cached[0], model.encode_all(x_train)[0]))
 
-    monkeypatch.setattr(training._Objective, "start_epoch", checked_start_epoch)
+    monkeypatch.setattr(training.GaeObjective, "start_epoch", checked_start_epoch)
     training.train_run(cfg, run)
     assert len(searched) == 2  # epochs 1 and 3
     assert not torch.equal(searched[0], searched[1])  # from the encoder of that epoch
@@ -466,7 +466,8 @@ def test_learned_prior_variance_is_trained_and_refused_where_it_does_not_apply(
 ) -> None:
     """prior_variance: learned: the shared component variance gets the bound's gradient (it
     moves from its start, 1, and is logged), the final prior uses it; the sampled E-step and
-    the VAE refuse the key by name."""
+    the VAE refuse the key by name, when the configuration loads and again when training
+    starts."""
     run = "bmnist-gae-wide-L1-z4"
     wide = {**KNN_REUSED, "neighbour_refresh_epochs": 1, "prior_variance": "learned"}
     cfg = _synthetic_cfg(tmp_path, [run], models={"gae-wide": wide}, epochs=2)
@@ -483,8 +484,16 @@ def test_learned_prior_variance_is_trained_and_refused_where_it_does_not_apply(
     unit = load_model(training.train_run(unit_cfg, run))
     assert unit.prior_logvar is None and torch.equal(unit.prior.logvars, torch.zeros(150, 4))
 
+    # refused by name when the configuration loads, before any job (gae.config) ...
     slides = {**wide, "e_step": "sampled", "leave_one_out": False, "warmup_epochs": 0}
-    cfg = _synthetic_cfg(tmp_path / "s", [run], models={"gae-wide": slides}, epochs=1)
+    with pytest.raises(ConfigError, match=r"models\.gae-wide\.prior_variance .*'learned'"):
+        _synthetic_cfg(tmp_path / "s", [run], models={"gae-wide": slides}, epochs=1)
+    vae = {"vae": {"prior_variance": "learned"}}
+    with pytest.raises(ConfigError, match=r"models\.vae\.prior_variance .*'learned'"):
+        _synthetic_cfg(tmp_path / "v", ["bmnist-vae-L1-z4"], models=vae, epochs=1)
+    # ... and again by training, for a configuration changed after load_config
+    cfg = _synthetic_cfg(tmp_path / "s", [run], models={"gae-wide": wide}, epochs=1)
+    cfg["models"]["gae-wide"].update(slides)
     with pytest.raises(GaeError, match="prior_variance"):
         training.train_run(cfg, run)
     cfg = _synthetic_cfg(tmp_path / "v", ["bmnist-vae-L1-z4"], epochs=1)

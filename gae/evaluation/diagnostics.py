@@ -35,6 +35,7 @@ from gae.evaluation.parzen import (
     load_samples,
     parzen_evaluate,
 )
+from gae.paths import SAMPLES_FILE
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
     samples = take_first(load_samples(cfg, run), settings.get("n_samples"), "sample")
     data = load_prepared(cfg, spec.dataset)
     check_sample_width(
-        samples, spec.dataset, data["x_train"].shape[1], run_dir(cfg, run) / "samples.npy", run
+        samples, spec.dataset, data["x_train"].shape[1], run_dir(cfg, run) / SAMPLES_FILE, run
     )
     train, _, train_rows = eval_rows(
         cfg, data, "train", settings.get("n_train"), "evaluation.diagnostics.n_train"

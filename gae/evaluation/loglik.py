@@ -47,10 +47,11 @@ from gae.ops import (
     subset_mixture_logpdf,
 )
 
+# per-image estimates beside loglik.json (gae.tables pairs runs image by image)
+from gae.paths import MODEL_FILE, PER_IMAGE_FILE
+
 log = logging.getLogger(__name__)
 
-# per-image estimates beside loglik.json (gae.tables pairs GAE and VAE runs image by image)
-PER_IMAGE_FILE = "loglik_images.npz"
 
 # most (image, draw) pairs per block on the pairwise path: 2^22 float64 = 32 MiB per temporary
 PAIRWISE_ELEMENTS = 1 << 22
@@ -303,7 +304,7 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     spec = run_spec(cfg, run)
     settings = cfg["evaluation"].get("loglik", {})
     device = resolve_device(cfg)
-    model_path = require_file(run_dir(cfg, run) / "model.pt", f"gae train {run}")
+    model_path = require_file(run_dir(cfg, run) / MODEL_FILE, f"gae train {run}")
     model = load_run_model(cfg, run, model_path, device=str(device))
     data = load_prepared(cfg, spec.dataset)
     n_test = settings.get("n_test")

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from gae.evaluation import eval_rows, mean_sem, require_file, resolve_device
 from gae.ops import LOG_2PI
+from gae.paths import SAMPLES_FILE
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def grid_from_config(settings: dict[str, Any]) -> np.ndarray:
 def load_samples(cfg: dict[str, Any], run: str) -> np.ndarray:
     from gae.config import run_dir
 
-    path = require_file(run_dir(cfg, run) / "samples.npy", f"gae sample {run}")
+    path = require_file(run_dir(cfg, run) / SAMPLES_FILE, f"gae sample {run}")
     try:
         samples = np.load(path)
     except (OSError, ValueError) as exc:
@@ -286,7 +287,7 @@ def parzen_run(cfg: dict[str, Any], run: str) -> Path:
     samples = load_samples(cfg, run)
     data = load_prepared(cfg, spec.dataset)
     check_sample_width(
-        samples, spec.dataset, data["x_test"].shape[1], run_dir(cfg, run) / "samples.npy", run
+        samples, spec.dataset, data["x_test"].shape[1], run_dir(cfg, run) / SAMPLES_FILE, run
     )
     x_valid, _, valid_rows = eval_rows(
         cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"

@@ -1,20 +1,40 @@
 # Helpers shared by every rule: the effective configuration, the run/data-set lists, the file
 # layout and the `gae` command line each rule runs. The lists come from params.yaml only.
+#
+# Nothing here imports torch (gae.config, gae.paths and gae.pipeline use the standard library,
+# PyYAML and jsonschema only), so the workflow parses in any environment that has Snakemake
+# and the `gae` package; tests/test_workflow.py checks it with torch made unimportable.
 import json
 import shlex
+import sys
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 
 from gae.config import load_config, load_yaml, parse_run_name, prepared_path, results_dir
 from gae.errors import GaeError
-from gae.figures import figure_inputs, figure_paths
-from gae.report import report_inputs
-from gae.report import report_path as _report_path
-from gae.tables import table_inputs, table_paths
+from gae.paths import (
+    DIAGNOSTICS_FILE,
+    LOGLIK_FILE,
+    MODEL_FILE,
+    NEIGHBOURS_FIGURE,
+    PARZEN_FILE,
+    PER_IMAGE_FILE,
+    SAMPLES_FILE,
+    TRAIN_LOG_FILE,
+    figure_inputs,
+    figure_paths,
+    report_inputs,
+    table_inputs,
+    table_paths,
+)
+from gae.paths import report_path as _report_path
+from gae.pipeline import code_inputs, cuda_available, gpu_refusal, record_in_dvc
 
 PARAMS_FILE = "params.yaml"
 LOGS = "logs"
+ROOT = Path(workflow.basedir)
 # Keys DVC reads straight from params.yaml (foreach lists): a preset must not change them, or
 # `dvc repro` and Snakemake would build different sets of artifacts.
 FIXED_KEYS = ("runs", "evaluate")
@@ -25,9 +45,14 @@ def _overlays_beyond_params(config):
 
     `--config overlays=[...]` replaces the list, so it must start with params.yaml's entries;
     any other `--config KEY=...` would bypass the `gae` commands (which read params.yaml), so it
-    is refused rather than silently ignored.
+    is refused rather than silently ignored. `config` is Snakemake's own reading of params.yaml
+    (PyYAML's safe loader), so it is compared with the same reading, not gae.config's.
     """
-    base = load_yaml(PARAMS_FILE)
+    try:
+        load_yaml(PARAMS_FILE)  # a missing, unreadable or invalid file: one clear message
+    except GaeError as exc:
+        raise WorkflowError(f"invalid configuration: {exc}") from None
+    base = yaml.safe_load(Path(PARAMS_FILE).read_text()) or {}
     base_overlays = list(base.get("overlays") or [])
     requested = list(config.get("overlays") or [])
     if requested[: len(base_overlays)] != base_overlays:
@@ -53,9 +78,9 @@ def _effective_config(config):
     extra = _overlays_beyond_params(config)
     try:
         cfg = load_config(extra, base=PARAMS_FILE)  # exactly what `gae SUB --config ...` loads
+        base = load_yaml(PARAMS_FILE)
     except GaeError as exc:
         raise WorkflowError(f"invalid configuration: {exc}") from None
-    base = load_yaml(PARAMS_FILE)
     for key in FIXED_KEYS:
         if cfg[key] != base[key]:
             raise WorkflowError(
@@ -66,14 +91,16 @@ def _effective_config(config):
     return cfg, extra
 
 
+# The schema check, the cross-key rules and the overlays all happen here, while the workflow
+# is parsed: a bad value fails before any job, with the file that set it.
 CFG, EXTRA_OVERLAYS = _effective_config(config)
-# Appended to every `gae` command so rules see the same configuration as this file.
-GAE_ARGS = " ".join(f"--config {shlex.quote(path)}" for path in EXTRA_OVERLAYS)
 
 RUNS = list(CFG["runs"])
 EVALUATE = {key: list(CFG["evaluate"].get(key, [])) for key in ("parzen", "loglik", "diagnostics", "latent")}
 DATASETS = sorted({parse_run_name(run).dataset for run in RUNS})
 RUNS_DIR = str(results_dir(CFG) / "runs")
+# Training jobs use train.num_threads torch threads (null: every core Snakemake is given).
+TRAIN_THREADS = CFG["train"].get("num_threads") or workflow.cores or 1
 
 
 wildcard_constraints:
@@ -81,21 +108,35 @@ wildcard_constraints:
     run=r"(mnist|bmnist|frey|tfd)-[a-z][a-z0-9-]*-L[1-4]-z[1-9][0-9]*",
 
 
-def code(*patterns):
-    """Source files a step runs: rule inputs, so editing them re-runs the step (as in DVC)."""
-    return sorted({str(path) for pattern in patterns for path in Path().glob(pattern)})
-
-
-# The same code dependencies as the stages of dvc.yaml.
+# The source files each `gae` subcommand runs, derived from the imports of its modules
+# (gae.pipeline.code_inputs): rule inputs, so editing e.g. gae/ops.py re-runs the steps that use
+# it. dvc.yaml lists the same files (tests/test_workflow.py fails when the two differ).
 CODE = {
-    "prepare": code("gae/data/*.py", "gae/config.py"),
-    "train": code("gae/models.py", "gae/priors.py", "gae/objectives.py", "gae/training.py"),
-    "sample": code("gae/sampling.py"),
-    "evaluation": code("gae/evaluation/*.py", "gae/ops.py"),
-    "figures": code("gae/figures.py", "gae/models.py"),
-    "tables": code("gae/tables.py"),
-    "report": code("gae/report.py"),
+    name: code_inputs(name, ROOT)
+    for name in ("prepare", "train", "sample", "parzen", "loglik", "diagnose", "figures", "tables", "report")
 }
+
+
+def gae_shell(arguments, threads_env=True, append=False):
+    """The shell command of a rule: `gae ARGUMENTS` run by the interpreter running this workflow
+    (never a `gae` found on PATH), with the command line's extra overlays, logged to {log};
+    `threads_env` limits the numerical libraries to the job's {threads}.
+
+    Built when a job runs, so neither the interpreter's path nor the overlays are part of the
+    rule's code: switching presets re-runs only the jobs whose `params` (settings) changed.
+    """
+    overlays = " ".join(f"--config {shlex.quote(path)}" for path in EXTRA_OVERLAYS)
+    python = shlex.quote(sys.executable).replace("{", "{{").replace("}", "}}")
+    env = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} " if threads_env else ""
+    redirect = ">>" if append else ">"
+    return f"{env}{python} -m gae {arguments} {overlays} {redirect} {{log}} 2>&1"
+
+
+def train_shell():
+    """`gae train --restart-if-stale`: it resumes a checkpoint made with the same settings, and
+    starts afresh from one that is unreadable or was made with other settings (another preset:
+    exactly why Snakemake re-runs this job); `gae train` itself decides, no log is grepped."""
+    return gae_shell("train {wildcards.run} --restart-if-stale")
 
 
 def prepared(dataset, suffix="npz"):
@@ -103,7 +144,7 @@ def prepared(dataset, suffix="npz"):
 
 
 def run_file(name):
-    """Pattern of a per-run artifact, e.g. run_file('model.pt') -> results/runs/{run}/model.pt."""
+    """Pattern of a per-run artifact, e.g. run_file(MODEL_FILE) -> results/runs/{run}/model.pt."""
     return f"{RUNS_DIR}/{{run}}/{name}"
 
 
@@ -111,11 +152,19 @@ def dataset_of(wildcards):
     return prepared(parse_run_name(wildcards.run).dataset)
 
 
-def settings(*keys):
-    """A rule's `params:` entry: the configuration keys its step reads (dotted), as JSON.
+def _lookup(key):
+    value = CFG
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def settings(*keys, exclude=()):
+    """A rule's `params:` entry: the configuration keys its step reads (dotted), as JSON, after
+    the overlays are applied; `exclude` drops sub-keys that do not change the step's output.
 
     Snakemake re-runs a job when its params change, so switching presets re-runs exactly the
-    steps whose settings differ.
+    steps whose settings differ (and never because the list of overlay files changed).
     """
 
     def pick(wildcards):
@@ -125,9 +174,9 @@ def settings(*keys):
                 model = parse_run_name(wildcards.run).model
                 picked[f"models.{model}"] = CFG["models"][model]
                 continue
-            value = CFG
-            for part in key.split("."):
-                value = value.get(part) if isinstance(value, dict) else None
+            value = _lookup(key)
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if f"{key}.{k}" not in exclude}
             picked[key] = value
         return json.dumps(picked, sort_keys=True)
 
@@ -150,10 +199,27 @@ def all_outputs():
     """Every artifact the pipeline builds (the drift test compares this with dvc.yaml)."""
     files = [prepared(d, s) for d in DATASETS for s in ("npz", "json")]
     for run in RUNS:
-        files += [f"{RUNS_DIR}/{run}/{n}" for n in ("model.pt", "train_log.csv", "samples.npy")]
-    files += [f"{RUNS_DIR}/{run}/parzen.json" for run in EVALUATE["parzen"]]
-    files += [f"{RUNS_DIR}/{run}/loglik.json" for run in EVALUATE["loglik"]]
+        files += [f"{RUNS_DIR}/{run}/{n}" for n in (MODEL_FILE, TRAIN_LOG_FILE, SAMPLES_FILE)]
+    files += [f"{RUNS_DIR}/{run}/{PARZEN_FILE}" for run in EVALUATE["parzen"]]
+    files += [f"{RUNS_DIR}/{run}/{LOGLIK_FILE}" for run in EVALUATE["loglik"]]
     for run in EVALUATE["diagnostics"]:
-        files += [f"{RUNS_DIR}/{run}/{n}" for n in ("diagnostics.json", "nearest_neighbours.png")]
+        files += [f"{RUNS_DIR}/{run}/{n}" for n in (DIAGNOSTICS_FILE, NEIGHBOURS_FIGURE)]
     files += [str(p) for p in figure_paths(CFG) + table_paths(CFG)] + [report_path()]
     return files
+
+
+def check_device(log=None):
+    """`onstart`: a configuration that asks for a GPU stops here, before its first job, where
+    the jobs' interpreter sees no CUDA device (gae.pipeline.gpu_refusal; GAE_ALLOW_CPU=1 opts
+    in). Skipped for cluster executors: their jobs run on other machines."""
+    if not workflow.local_exec:
+        return
+    problem = gpu_refusal(CFG, lambda: cuda_available(sys.executable))
+    if problem:
+        raise WorkflowError(problem)
+
+
+def record_outputs(log=None):
+    """`onsuccess`: record the outputs in dvc.lock (gae.pipeline.record_in_dvc), so that
+    `dvc status` is clean after a plain `snakemake` run as after `make run`."""
+    print(f"gae: {record_in_dvc(ROOT, sys.executable, all_outputs(), EXTRA_OVERLAYS)}", file=sys.stderr)

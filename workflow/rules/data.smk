@@ -8,12 +8,17 @@ rule prepare:
         npz=prepared("{dataset}", "npz"),
         meta=prepared("{dataset}", "json"),
     params:
-        settings=settings("data", "seed"),
-        gae_args=GAE_ARGS,
+        # where the files come from (mirror, download) does not change them (sha256-verified),
+        # and subsets are taken when a step loads the data, not here
+        settings=settings(
+            "data",
+            "seed",
+            exclude=("data.subset", "data.subset_seed", "data.mirror", "data.download"),
+        ),
     log:
         log_file("prepare", "{dataset}"),
     benchmark:
         benchmark_file("prepare", "{dataset}")
     threads: 1
     shell:
-        "gae prepare {wildcards.dataset} {params.gae_args} > {log} 2>&1"
+        gae_shell("prepare {wildcards.dataset}")

@@ -1,17 +1,19 @@
 # Evaluation: Parzen, log-likelihood and memorisation diagnostics, each over the runs that
-# params.yaml's `evaluate` lists for it.
+# params.yaml's `evaluate` lists for it. Each reads its data set through data.subset (a seeded
+# sample), so those keys are settings of every step that loads data.
 
 
 rule parzen:
     input:
-        samples=run_file("samples.npy"),
+        samples=run_file(SAMPLES_FILE),
         data=dataset_of,
-        code=CODE["evaluation"],
+        code=CODE["parzen"],
     output:
-        metrics=run_file("parzen.json"),
+        metrics=run_file(PARZEN_FILE),
     params:
-        settings=settings("seed", "evaluation.parzen", "evaluation.batch_size"),
-        gae_args=GAE_ARGS,
+        settings=settings(
+            "seed", "data.subset", "data.subset_seed", "evaluation.parzen", "evaluation.batch_size"
+        ),
     log:
         log_file("parzen"),
     benchmark:
@@ -20,21 +22,21 @@ rule parzen:
     resources:
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "gae parzen {wildcards.run} {params.gae_args} > {log} 2>&1"
+        gae_shell("parzen {wildcards.run}")
 
 
 rule loglik:
     input:
-        model=run_file("model.pt"),
+        model=run_file(MODEL_FILE),
         data=dataset_of,
-        code=CODE["evaluation"],
+        code=CODE["loglik"],
     output:
-        metrics=run_file("loglik.json"),
-        images=run_file("loglik_images.npz"),
+        metrics=run_file(LOGLIK_FILE),
+        images=run_file(PER_IMAGE_FILE),
     params:
-        settings=settings("seed", "evaluation.loglik", "evaluation.batch_size"),
-        gae_args=GAE_ARGS,
+        settings=settings(
+            "seed", "data.subset", "data.subset_seed", "evaluation.loglik", "evaluation.batch_size"
+        ),
     log:
         log_file("loglik"),
     benchmark:
@@ -43,22 +45,27 @@ rule loglik:
     resources:
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "gae loglik {wildcards.run} {params.gae_args} > {log} 2>&1"
+        gae_shell("loglik {wildcards.run}")
 
 
 rule diagnose:
     input:
-        samples=run_file("samples.npy"),
-        model=run_file("model.pt"),
+        samples=run_file(SAMPLES_FILE),
+        model=run_file(MODEL_FILE),
         data=dataset_of,
-        code=CODE["evaluation"],
+        code=CODE["diagnose"],
     output:
-        metrics=run_file("diagnostics.json"),
-        figure=run_file("nearest_neighbours.png"),
+        metrics=run_file(DIAGNOSTICS_FILE),
+        figure=run_file(NEIGHBOURS_FIGURE),
     params:
-        settings=settings("seed", "evaluation.diagnostics"),
-        gae_args=GAE_ARGS,
+        # the test images it compares with are Parzen's (evaluation.parzen.n_test)
+        settings=settings(
+            "seed",
+            "data.subset",
+            "data.subset_seed",
+            "evaluation.diagnostics",
+            "evaluation.parzen.n_test",
+        ),
     log:
         log_file("diagnose"),
     benchmark:
@@ -67,5 +74,4 @@ rule diagnose:
     resources:
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "gae diagnose {wildcards.run} {params.gae_args} > {log} 2>&1"
+        gae_shell("diagnose {wildcards.run}")

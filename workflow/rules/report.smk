@@ -1,5 +1,7 @@
-# Presentation: figures, tables and the report. Their inputs and outputs are listed by the
-# gae.figures / gae.tables / gae.report modules themselves, so the DAG cannot drift from the code.
+# Presentation: figures, tables and the report. Their inputs and outputs are listed by
+# gae.paths, the layout the gae.figures / gae.tables / gae.report modules use themselves, so the
+# DAG cannot drift from the code. None of them claims the `gpu` resource: they draw, format
+# and encode a few images, and must not wait for a GPU slot (or ask a cluster for one).
 
 
 rule figures:
@@ -9,18 +11,16 @@ rule figures:
     output:
         [str(p) for p in figure_paths(CFG)],
     params:
-        settings=settings("seed", "evaluate.latent"),
-        gae_args=GAE_ARGS,
+        settings=settings(
+            "seed", "data.subset", "data.subset_seed", "evaluate.latent", "evaluation.batch_size"
+        ),
     log:
         log_file("figures", "figures"),
     benchmark:
         benchmark_file("figures", "figures")
     threads: 1
-    resources:
-        gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "gae figures {params.gae_args} > {log} 2>&1"
+        gae_shell("figures")
 
 
 rule tables:
@@ -30,14 +30,17 @@ rule tables:
     output:
         [str(p) for p in table_paths(CFG)],
     params:
-        gae_args=GAE_ARGS,
+        # the footnotes name the subset and the estimators' settings; labels name the variants
+        settings=settings(
+            "data.subset", "evaluate", "evaluation.parzen", "evaluation.loglik", "models"
+        ),
     log:
         log_file("tables", "tables"),
     benchmark:
         benchmark_file("tables", "tables")
     threads: 1
     shell:
-        "gae tables {params.gae_args} > {log} 2>&1"
+        gae_shell("tables")
 
 
 rule report:
@@ -47,12 +50,28 @@ rule report:
     output:
         report_path(),
     params:
-        overlays=CFG["overlays"],
-        gae_args=GAE_ARGS,
+        # the settings the report states (gae.report._settings_lines)
+        settings=settings(
+            "overlays",
+            "seed",
+            "device",
+            "data.subset",
+            "model.hidden_units",
+            "model.activation",
+            "train.epochs",
+            "train.batch_size",
+            "train.lr",
+            "train.patience",
+            "evaluation.n_samples",
+            "evaluation.parzen.n_test",
+            "evaluation.loglik.n_importance",
+            "evaluation.loglik.n_prior",
+            "evaluation.loglik.n_test",
+        ),
     log:
         log_file("report", "report"),
     benchmark:
         benchmark_file("report", "report")
     threads: 1
     shell:
-        "gae report {params.gae_args} > {log} 2>&1"
+        gae_shell("report")

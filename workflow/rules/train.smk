@@ -7,37 +7,31 @@ rule train:
         data=dataset_of,
         code=CODE["train"],
     output:
-        model=run_file("model.pt"),
-        log_csv=run_file("train_log.csv"),
+        model=run_file(MODEL_FILE),
+        log_csv=run_file(TRAIN_LOG_FILE),
     params:
-        settings=settings("seed", "data.subset", "model", "models", "train"),
-        gae_args=GAE_ARGS,
+        settings=settings("seed", "data.subset", "data.subset_seed", "model", "models", "train"),
     log:
         log_file("train"),
     benchmark:
         benchmark_file("train")
-    threads: 1
+    # train.num_threads of the configuration (null: the cores Snakemake was given)
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
-    # `gae train` resumes from results/runs/{run}/checkpoint.pt. A checkpoint made with other
-    # settings (e.g. another preset) is refused by `gae train`; since Snakemake re-runs this job
-    # exactly because the settings changed, start that run afresh (--restart) instead of failing.
+    # `gae train` resumes from results/runs/{run}/checkpoint.pt (see train_shell in common.smk)
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "gae train {wildcards.run} {params.gae_args} > {log} 2>&1 || "
-        "{{ grep -q 'was made with other settings' {log} && "
-        "gae train {wildcards.run} --restart {params.gae_args} >> {log} 2>&1; }}"
+        train_shell()
 
 
 rule sample:
     input:
-        model=run_file("model.pt"),
+        model=run_file(MODEL_FILE),
         code=CODE["sample"],
     output:
-        samples=run_file("samples.npy"),
+        samples=run_file(SAMPLES_FILE),
     params:
         settings=settings("seed", "evaluation.n_samples", "evaluation.batch_size"),
-        gae_args=GAE_ARGS,
     log:
         log_file("sample"),
     benchmark:
@@ -46,5 +40,4 @@ rule sample:
     resources:
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "gae sample {wildcards.run} {params.gae_args} > {log} 2>&1"
+        gae_shell("sample {wildcards.run}")

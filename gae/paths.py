@@ -1,0 +1,129 @@
+"""The file layout of the pipeline's artifacts: every name and path a rule or a step needs.
+
+Why a module of its own: the Snakefile must know every output and input before any job runs,
+and it must parse without torch (a plain ``snakemake`` may run in an environment that has
+none). ``gae.tables`` and ``gae.report`` import the evaluation code and with it torch, so the
+layout they share with the workflow lives here, in the base layer (it imports ``gae.config``
+only), and the presentation modules import it from here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from gae.config import RunSpec, parse_run_name, prepared_path, results_dir, run_dir
+
+# per-run artifacts, under results/runs/{run}/
+MODEL_FILE = "model.pt"
+TRAIN_LOG_FILE = "train_log.csv"
+SAMPLES_FILE = "samples.npy"
+PARZEN_FILE = "parzen.json"
+LOGLIK_FILE = "loglik.json"
+PER_IMAGE_FILE = "loglik_images.npz"  # the per-image estimates behind loglik.json
+DIAGNOSTICS_FILE = "diagnostics.json"
+NEIGHBOURS_FIGURE = "nearest_neighbours.png"
+CHECKPOINT_FILE = "checkpoint.pt"  # the training state `gae train` resumes from
+
+TABLE1 = "table1_parzen"
+TABLE2 = "table2_loglik"
+TABLE_FORMATS = ("csv", "md", "tex")
+
+
+def run_datasets(cfg: dict[str, Any]) -> list[str]:
+    """The data sets of ``cfg['runs']``, in the order they first appear."""
+    return list(dict.fromkeys(parse_run_name(run).dataset for run in cfg["runs"]))
+
+
+def evaluated_runs(cfg: dict[str, Any], evaluation: str) -> list[str]:
+    """The runs ``evaluate.{evaluation}`` lists (none when the key is absent)."""
+    return list(cfg["evaluate"].get(evaluation, []))
+
+
+def latent_runs(cfg: dict[str, Any]) -> list[RunSpec]:
+    return [parse_run_name(r) for r in evaluated_runs(cfg, "latent")]
+
+
+# ---- figures ---------------------------------------------------------------------------------
+
+
+def figures_dir(cfg: dict[str, Any]) -> Path:
+    return results_dir(cfg) / "figures"
+
+
+def sample_grid_plan(cfg: dict[str, Any], dataset: str) -> dict[tuple[int, str], str]:
+    """(depth, model) -> run for the dataset's sample-grid figure.
+
+    Uses the latent size most runs of the data set share (so the 2-D latent runs do not crowd
+    the comparison); columns are the model variants, GAE kinds first, rows the depths.
+    """
+    specs = [s for s in map(parse_run_name, cfg["runs"]) if s.dataset == dataset]
+    if not specs:
+        return {}
+    counts = Counter(s.latent_dim for s in specs)
+    latent = max(counts, key=lambda d: (counts[d], d))
+    return {(s.depth, s.model): s.name for s in specs if s.latent_dim == latent}
+
+
+def figure_paths(cfg: dict[str, Any]) -> list[Path]:
+    """Every figure make_figures writes, from the configuration alone."""
+    out = figures_dir(cfg)
+    datasets = run_datasets(cfg)
+    paths = [out / f"samples_{d}.png" for d in datasets if sample_grid_plan(cfg, d)]
+    if latent_runs(cfg):
+        paths += [out / "latent_density.png", out / "latent_scatter.png"]
+    paths += [out / f"training_curves_{d}.png" for d in datasets]
+    return paths
+
+
+def figure_inputs(cfg: dict[str, Any]) -> list[Path]:
+    """Every file make_figures reads."""
+    paths: list[Path] = []
+    for dataset in run_datasets(cfg):
+        plan = sample_grid_plan(cfg, dataset)
+        paths += [run_dir(cfg, r) / SAMPLES_FILE for r in plan.values()]
+    for spec in latent_runs(cfg):
+        paths.append(run_dir(cfg, spec.name) / MODEL_FILE)
+        paths.append(prepared_path(cfg, spec.dataset))
+    paths += [run_dir(cfg, r) / TRAIN_LOG_FILE for r in cfg["runs"]]
+    return list(dict.fromkeys(paths))
+
+
+# ---- tables ----------------------------------------------------------------------------------
+
+
+def tables_dir(cfg: dict[str, Any]) -> Path:
+    return results_dir(cfg) / "tables"
+
+
+def table_paths(cfg: dict[str, Any]) -> list[Path]:
+    """Every file make_tables writes (the pipeline's DAG uses this list)."""
+    return [tables_dir(cfg) / f"{n}.{fmt}" for n in (TABLE1, TABLE2) for fmt in TABLE_FORMATS]
+
+
+def table_inputs(cfg: dict[str, Any]) -> list[Path]:
+    """Every file make_tables reads: the metric files and the data sets' provenance."""
+    parzen, loglik = evaluated_runs(cfg, "parzen"), evaluated_runs(cfg, "loglik")
+    paths = [run_dir(cfg, run) / PARZEN_FILE for run in parzen]
+    paths += [run_dir(cfg, run) / LOGLIK_FILE for run in loglik]
+    paths += [run_dir(cfg, run) / PER_IMAGE_FILE for run in loglik]
+    datasets = sorted({parse_run_name(r).dataset for r in parzen + loglik})
+    paths += [prepared_path(cfg, d, "json") for d in datasets]
+    return paths
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def report_path(cfg: dict[str, Any]) -> Path:
+    return results_dir(cfg) / "report.md"
+
+
+def report_inputs(cfg: dict[str, Any]) -> list[Path]:
+    """Every file make_report reads (tables, figures, diagnostics)."""
+    paths = [p for p in table_paths(cfg) if p.suffix == ".md"]
+    paths += figure_paths(cfg)
+    for run in evaluated_runs(cfg, "diagnostics"):
+        paths += [run_dir(cfg, run) / DIAGNOSTICS_FILE, run_dir(cfg, run) / NEIGHBOURS_FIGURE]
+    return paths

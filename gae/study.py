@@ -1,0 +1,195 @@
+"""The study sheet (``config/study.tsv``): every study variant once, its seeds as a column.
+
+Why a sheet: the study behind ``docs/gae-study.md`` used to be hand-written overlay files (one
+per seed) and shell scripts outside the pipeline. Here each variant is one row, validated once
+(``workflow/schemas/study.schema.yaml`` plus the rules below), and ``workflow/rules/study.smk``
+expands it into training and evaluation jobs under ``results/study/{variant}/seed{seed}/``.
+
+Columns (tab-separated; ``-`` = empty):
+
+- ``variant``: the row's name, ``[a-z0-9][a-z0-9-]*``, unique;
+- ``overlays``: overlay files applied after ``params.yaml`` (space-separated, e.g.
+  ``config/cpu.yaml``), the preset the variant starts from;
+- ``set``: ``KEY.PATH=VALUE`` settings applied after the overlays (space-separated; VALUE is
+  YAML, as ``gae --set``): the few settings that really differ;
+- ``runs``: run names (space-separated); they need not be in ``params.yaml``'s ``runs``;
+- ``seeds``: the seeds (space-separated integers), each a separate copy of every run;
+- ``evaluations``: ``loglik`` (importance-sampled test log-likelihood) for now;
+- ``description``: one line for the tables.
+
+Each row's effective configuration is built and validated here with ``gae.config.load_config``,
+so a bad row fails before any job, naming the sheet, the row and the key. Torch-free, so the
+workflow parses without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gae.config import load_config, parse_run_name
+from gae.errors import ConfigError, GaeError
+
+STUDY_SHEET = Path("config/study.tsv")
+STUDY_SCHEMA = Path("workflow/schemas/study.schema.yaml")
+STUDY_RESULTS = Path("results/study")
+STUDY_RECORD = Path("docs/study/record")  # the small outputs, committed
+EVALUATIONS = ("loglik",)
+# data.* keys a row may set: those applied when data are LOADED. Keys that shape the prepared
+# files (bmnist_source, frey_split, ...) would need another data/prepared, which rows share.
+ROW_DATA_KEYS = ("data.subset", "data.subset_seed")
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One variant of the study: its settings, runs, seeds and evaluations."""
+
+    variant: str
+    overlays: tuple[str, ...]
+    sets: tuple[str, ...]
+    runs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    evaluations: tuple[str, ...]
+    description: str
+
+    def folder(self, seed: int, root: Path = STUDY_RESULTS) -> Path:
+        """Where this row's copy with ``seed`` writes: ``{root}/{variant}/seed{seed}``."""
+        return root / self.variant / f"seed{seed}"
+
+    def settings(self, seed: int) -> list[str]:
+        """The row's ``--set`` texts for ``seed``, then those every study job gets: its seed,
+        its results folder, and ``runs`` = the row's runs with empty ``evaluate`` lists (so a
+        job's command line, hence its Snakemake params, depends on its row alone: editing
+        params.yaml's run lists re-runs no study job)."""
+        return [
+            *self.sets,
+            f"seed={seed}",
+            f"paths.results={self.folder(seed)}",
+            "runs=[" + ", ".join(self.runs) + "]",
+            "evaluate={parzen: [], loglik: [], diagnostics: [], latent: []}",
+        ]
+
+    def gae_arguments(self, seed: int) -> list[str]:
+        """The ``gae`` options that give a job this row's configuration for ``seed``."""
+        return [f"--config={path}" for path in self.overlays] + [
+            f"--set={text}" for text in self.settings(seed)
+        ]
+
+    def config(self, seed: int, params: Path, preset: bool = False) -> dict[str, Any]:
+        """The effective configuration of this row's jobs with ``seed`` (validated); like the
+        jobs (``gae --no-preset``), without the preset written into ``params``."""
+        sets = self.settings(seed)
+        return load_config(list(self.overlays), base=params, sets=sets, preset=preset)
+
+
+def _words(value: str | None) -> tuple[str, ...]:
+    value = (value or "").strip()
+    return () if value in ("", "-") else tuple(shlex.split(value))
+
+
+def _row_error(sheet: Path, line: int, variant: str, message: str) -> ConfigError:
+    return ConfigError(f"{sheet}, line {line} (variant {variant!r}): {message}")
+
+
+def _parse_row(sheet: Path, line: int, raw: dict[str, str]) -> StudyRow:
+    variant = (raw.get("variant") or "").strip()
+    try:
+        seeds = tuple(int(s) for s in _words(raw.get("seeds")))
+    except ValueError as exc:
+        raise _row_error(sheet, line, variant, f"seeds must be integers ({exc})") from None
+    row = StudyRow(
+        variant=variant,
+        overlays=_words(raw.get("overlays")),
+        sets=_words(raw.get("set")),
+        runs=_words(raw.get("runs")),
+        seeds=seeds,
+        evaluations=_words(raw.get("evaluations")),
+        description=(raw.get("description") or "").strip(),
+    )
+    _check_row(sheet, line, row)
+    return row
+
+
+def _check_row(sheet: Path, line: int, row: StudyRow) -> None:
+    """The rules a schema cannot state: run names, files, keys, evaluations."""
+    for run in row.runs:
+        try:
+            parse_run_name(run)
+        except GaeError as exc:
+            raise _row_error(sheet, line, row.variant, str(exc)) from None
+    for path in row.overlays:
+        if not Path(path).is_file():
+            raise _row_error(sheet, line, row.variant, f"overlay {path} does not exist")
+    for text in row.sets:
+        key = text.split("=", 1)[0]
+        if "=" not in text:
+            raise _row_error(sheet, line, row.variant, f"set {text!r}: expected KEY.PATH=VALUE")
+        if key.split(".")[0] in ("seed", "runs", "paths", "overlays") or (
+            key.startswith("data.") and not key.startswith(ROW_DATA_KEYS)
+        ):
+            raise _row_error(
+                sheet,
+                line,
+                row.variant,
+                f"set {key!r}: a row may not set {key} (the seeds column, the runs column and "
+                f"results/study/ set those; data.* keys other than {', '.join(ROW_DATA_KEYS)} "
+                f"would need another data/prepared)",
+            )
+    unknown = sorted(set(row.evaluations) - set(EVALUATIONS))
+    if unknown:
+        raise _row_error(
+            sheet, line, row.variant, f"unknown evaluations {unknown}; use {list(EVALUATIONS)}"
+        )
+
+
+def _schema_check(sheet: Path, rows: list[dict[str, str]], schema_path: Path) -> None:
+    import jsonschema
+
+    schema = yaml.safe_load(schema_path.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for line, raw in enumerate(rows, start=2):
+        for error in validator.iter_errors(raw):
+            where = ".".join(str(p) for p in error.path) or "row"
+            raise ConfigError(
+                f"{sheet}, line {line}: {where}: {error.message} ({schema_path})"
+            )
+
+
+def load_study(
+    sheet: Path = STUDY_SHEET, schema_path: Path = STUDY_SCHEMA, params: Path | None = None
+) -> list[StudyRow]:
+    """The sheet's rows, each checked; with ``params``, every row's configuration is validated
+    for every seed too (``load_config``: schema, unknown keys, cross-key rules)."""
+    if not sheet.is_file():
+        raise ConfigError(f"study sheet {sheet} does not exist")
+    with open(sheet, newline="", encoding="utf-8") as handle:
+        raws = [
+            r
+            for r in csv.DictReader(handle, delimiter="\t")
+            if not (r.get("variant") or "").startswith("#")
+        ]
+    _schema_check(sheet, raws, schema_path)
+    rows = [_parse_row(sheet, line, raw) for line, raw in enumerate(raws, start=2)]
+    seen: set[str] = set()
+    for line, row in enumerate(rows, start=2):
+        if row.variant in seen:
+            raise _row_error(sheet, line, row.variant, "variant names must be unique")
+        seen.add(row.variant)
+        if params is not None:
+            for seed in row.seeds:
+                try:
+                    row.config(seed, params)
+                except GaeError as exc:
+                    raise _row_error(sheet, line, row.variant, str(exc)) from None
+    return rows
+
+
+def study_jobs(rows: list[StudyRow]) -> list[tuple[StudyRow, int, str]]:
+    """Every (row, seed, run) the study trains."""
+    return [(row, seed, run) for row in rows for seed in row.seeds for run in row.runs]
+

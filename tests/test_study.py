@@ -1,0 +1,129 @@
+"""The study sheet (config/study.tsv, gae.study) and its tables (workflow/scripts/study_table.py).
+
+The sheet is validated while the workflow parses: a bad row fails with the sheet, the line and
+the key. The committed tables under docs/study/tables/ must be exactly what the script makes
+from the committed record, so every number in docs/gae-study.md can be traced and rebuilt.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gae.errors import ConfigError
+from gae.study import STUDY_RECORD, STUDY_SCHEMA, load_study, study_jobs
+from tests.conftest import REPO_ROOT
+
+HEADER = "variant\toverlays\tset\truns\tseeds\tevaluations\tdescription\n"
+
+
+def _script():
+    path = REPO_ROOT / "workflow" / "scripts" / "study_table.py"
+    spec = importlib.util.spec_from_file_location("study_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sheet(tmp_path: Path, *rows: str) -> Path:
+    path = tmp_path / "study.tsv"
+    path.write_text(HEADER + "".join(row + "\n" for row in rows))
+    return path
+
+
+def test_the_project_sheet_is_valid_with_every_row_configured(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    rows = load_study(params=REPO_ROOT / "params.yaml")
+    assert rows and len({r.variant for r in rows}) == len(rows)
+    jobs = study_jobs(rows)
+    assert len(jobs) == sum(len(r.seeds) * len(r.runs) for r in rows)
+    seeds = next(r for r in rows if r.variant == "cpu-seeds")
+    assert seeds.seeds == (2, 3) and seeds.overlays == ("config/cpu.yaml",)
+    cfg = seeds.config(2, REPO_ROOT / "params.yaml")
+    assert cfg["runs"] == list(seeds.runs) and cfg["evaluate"]["loglik"] == []
+    assert cfg["seed"] == 2 and cfg["train"]["epochs"] == 20
+    assert cfg["paths"]["results"] == "results/study/cpu-seeds/seed2"
+    # the preset `make run PRESET=smoke` wrote into params.yaml does not leak into a study row
+    smoked = tmp_path / "params.yaml"
+    text = (REPO_ROOT / "params.yaml").read_text()
+    smoked.write_text(text.replace("overlays: []", "overlays: [config/smoke.yaml]", 1))
+    assert seeds.config(2, smoked) == cfg
+    assert seeds.config(2, smoked, preset=True)["data"]["subset"]["train"] == 500
+
+
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ("bad_Name\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\tx", "variant"),
+        ("v\t-\t-\tbmnist-vae-L9-z50\t1\tloglik\tx", "depth"),
+        ("v\tconfig/nope.yaml\t-\tbmnist-vae-L1-z50\t1\tloglik\tx", "config/nope.yaml"),
+        ("v\t-\tseed=3\tbmnist-vae-L1-z50\t1\tloglik\tx", "may not set seed"),
+        ("v\t-\tdata.bmnist_source=bernoulli\tbmnist-vae-L1-z50\t1\tloglik\tx", "data/prepared"),
+        ("v\t-\t-\tbmnist-vae-L1-z50\t1 x\tloglik\tx", "seeds"),
+        ("v\t-\t-\tbmnist-vae-L1-z50\t1\tparzen\tx", "unknown evaluations"),
+        ("v\t-\tmodels.gae.n_candiates=64\tbmnist-gae-L1-z50\t1\tloglik\tx", "n_candidates"),
+    ],
+)
+def test_a_bad_row_is_refused_naming_the_sheet_and_line(tmp_path, monkeypatch, row, message):
+    monkeypatch.chdir(REPO_ROOT)
+    sheet = _sheet(tmp_path, row)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_study(sheet, STUDY_SCHEMA, params=REPO_ROOT / "params.yaml")
+    assert str(sheet) in str(info.value) and "line 2" in str(info.value)
+
+
+def _record_run(record: Path, variant: str, seed: int, run: str, values: np.ndarray) -> None:
+    folder = record / variant / f"seed{seed}" / run
+    folder.mkdir(parents=True)
+    (folder / "train_log.csv").write_text(
+        "epoch,train_objective,valid_objective\n1,-120,-110\n2,-100,-95\n3,-99,-97\n"
+    )
+    result = {
+        "n_test": len(values),
+        "data_variant": "larochelle-amat",
+        "test_images": {"complete": False, "seed": 0, "n": len(values)},
+        "estimators": {
+            "importance": {"mean": float(values.mean()), "sem": 0.5, "n_importance": 200}
+        },
+    }
+    (folder / "loglik.json").write_text(json.dumps(result))
+    np.savez(
+        folder / "loglik_images.npz",
+        test_index=np.arange(len(values)) * 3,
+        importance_log_px=values,
+    )
+
+
+def test_the_table_pairs_each_model_with_the_vae_of_its_depth(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5\tloglik\tA test.")
+    (row,) = load_study(sheet, STUDY_SCHEMA)
+    record = tmp_path / "record"
+    gae = np.array([-90.0, -91.0, -95.0, -88.0])
+    vae = np.array([-92.0, -92.0, -96.0, -91.0])
+    _record_run(record, "v", 5, "bmnist-gae-L1-z50", gae)
+    _record_run(record, "v", 5, "bmnist-vae-L1-z50", vae)
+    text = _script().make_table(row, record)
+    diff = gae - vae
+    sem = diff.std(ddof=1) / np.sqrt(diff.size)
+    cells = "| 5 | larochelle-amat | 4 random (seed 0) | 200 |"
+    paired = f"+{diff.mean():.2f} ± {sem:.2f}"
+    assert f"| bmnist-gae-L1-z50 {cells} -91.00 ± 0.50 | {paired} | 3 (2) |" in text
+    assert f"| bmnist-vae-L1-z50 {cells} -92.75 ± 0.50 | – | 3 (2) |" in text
+
+
+def test_committed_study_tables_are_rebuilt_identically_from_the_record(monkeypatch):
+    """Every docs/study/tables/{variant}.md equals what the script makes from the record."""
+    monkeypatch.chdir(REPO_ROOT)
+    tables = sorted((REPO_ROOT / "docs" / "study" / "tables").glob("*.md"))
+    if not tables:
+        pytest.skip("no study table committed yet")
+    rows = {row.variant: row for row in load_study()}
+    script = _script()
+    for table in tables:
+        assert table.stem in rows, f"{table} has no row in config/study.tsv"
+        assert table.read_text() == script.make_table(rows[table.stem], STUDY_RECORD), table

@@ -1,0 +1,97 @@
+# The study behind docs/gae-study.md, as rules: config/study.tsv lists each variant once (its
+# overlays, the few settings that differ, its runs, seeds and evaluations; gae.study validates
+# it, every row's configuration included, while the workflow parses). Each (variant, seed, run)
+# trains and is scored under results/study/{variant}/seed{seed}/runs/{run}/; its small outputs
+# are recorded under docs/study/record/ (committed), and each variant's table is rebuilt from
+# that record into docs/study/tables/{variant}.md.
+#
+#   snakemake study                                      # every variant (long: see the sheet;
+#                                                        # the target is in the Snakefile)
+#   snakemake docs/study/tables/cpu-seeds.md             # one variant
+#   snakemake -n study                                   # list every study job
+#
+# The `study` target is not part of `all`. A study job's configuration is params.yaml WITHOUT
+# its `overlays` line (the preset `make run` wrote there), then the row's overlays and settings:
+# the sheet alone says what a variant is.
+include: "study_common.smk"
+
+
+rule study_train:
+    input:
+        data=dataset_of,
+        code=CODE["train"],
+    output:
+        model=f"{STUDY_RUN}/{MODEL_FILE}",
+        log_csv=f"{STUDY_RUN}/{TRAIN_LOG_FILE}",
+    params:
+        command=study_shell("train"),
+    log:
+        "logs/study/{variant}/seed{seed}/train/{run}.log",
+    benchmark:
+        "logs/benchmarks/study/{variant}/seed{seed}/train/{run}.tsv"
+    threads: study_threads
+    resources:
+        gpu=1,
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "{params.command} --restart-if-stale > {log} 2>&1"
+
+
+rule study_loglik:
+    input:
+        model=f"{STUDY_RUN}/{MODEL_FILE}",
+        data=dataset_of,
+        code=CODE["loglik"],
+    output:
+        metrics=f"{STUDY_RUN}/{LOGLIK_FILE}",
+        images=f"{STUDY_RUN}/{PER_IMAGE_FILE}",
+    params:
+        command=study_shell("loglik"),
+    log:
+        "logs/study/{variant}/seed{seed}/loglik/{run}.log",
+    benchmark:
+        "logs/benchmarks/study/{variant}/seed{seed}/loglik/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {params.command} > {log} 2>&1"
+
+
+# The small outputs that must outlive results/ (they are committed): copies, byte for byte.
+rule study_record:
+    input:
+        f"{STUDY_RUN}/{{name}}",
+    output:
+        f"{STUDY_KEPT}/{{name}}",
+    wildcard_constraints:
+        name="|".join([TRAIN_LOG_FILE, LOGLIK_FILE, PER_IMAGE_FILE]).replace(".", r"\."),
+    log:
+        "logs/study/{variant}/seed{seed}/record/{run}/{name}.log",
+    benchmark:
+        "logs/benchmarks/study/{variant}/seed{seed}/record/{run}/{name}.tsv"
+    threads: 1
+    localrule: True
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule study_table:
+    input:
+        record=lambda wildcards: study_record_files(wildcards.variant),
+        sheet=str(STUDY_SHEET),
+        script="workflow/scripts/study_table.py",
+    output:
+        f"{STUDY_TABLES}/{{variant}}.md",
+    params:
+        python=sys.executable,
+        record=str(STUDY_RECORD),
+    log:
+        "logs/study/{variant}/table.log",
+    benchmark:
+        "logs/benchmarks/study/{variant}/table.tsv"
+    threads: 1
+    localrule: True
+    shell:
+        "{params.python:q} {input.script} {wildcards.variant} --record {params.record} "
+        "--out {output} > {log} 2>&1"

@@ -1,0 +1,57 @@
+# Helpers of workflow/rules/study.smk: the study sheet (gae.study, validated while the workflow
+# parses), its result and record layout, and each job's `gae` command line.
+from gae.study import (
+    STUDY_RECORD,
+    STUDY_RESULTS,
+    STUDY_SCHEMA,
+    STUDY_SHEET,
+    load_study,
+    study_jobs,
+)
+
+try:
+    STUDY_ROWS = load_study(STUDY_SHEET, STUDY_SCHEMA, Path(PARAMS_FILE))
+except GaeError as exc:
+    raise WorkflowError(f"invalid study sheet: {exc}") from None
+STUDY = {row.variant: row for row in STUDY_ROWS}
+STUDY_RUN = f"{STUDY_RESULTS}/{{variant}}/seed{{seed}}/runs/{{run}}"
+STUDY_KEPT = f"{STUDY_RECORD}/{{variant}}/seed{{seed}}/{{run}}"
+STUDY_TABLES = "docs/study/tables"
+
+
+wildcard_constraints:
+    variant="|".join(sorted(STUDY, key=len, reverse=True)) or "no-study-variant",
+    seed=r"[0-9]+",
+
+
+def study_shell(command):
+    """`python -m gae COMMAND RUN` with the row's configuration for the seed (no preset)."""
+
+    def shell_text(wildcards):
+        row = STUDY[wildcards.variant]
+        args = ["--no-preset", *row.gae_arguments(int(wildcards.seed))]
+        return shlex.join([sys.executable, "-m", "gae", command, wildcards.run, *args])
+
+    return shell_text
+
+
+def study_threads(wildcards):
+    """train.num_threads of the row's configuration (null: the cores Snakemake was given)."""
+    row = STUDY[wildcards.variant]
+    cfg = row.config(int(wildcards.seed), Path(PARAMS_FILE))
+    return cfg["train"].get("num_threads") or workflow.cores or 1
+
+
+def study_tables():
+    """The `study` target (Snakefile): every variant's table."""
+    return [f"{STUDY_TABLES}/{variant}.md" for variant in STUDY]
+
+
+def study_record_files(variant):
+    row = STUDY[variant]
+    names = [TRAIN_LOG_FILE] + ([LOGLIK_FILE, PER_IMAGE_FILE] if "loglik" in row.evaluations else [])
+    return [
+        f"{STUDY_RECORD}/{variant}/seed{seed}/{run}/{name}"
+        for (_, seed, run) in study_jobs([row])
+        for name in names
+    ]

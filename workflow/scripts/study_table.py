@@ -1,0 +1,135 @@
+"""One study variant's table, from its record (docs/study/record/{variant}/seed{seed}/{run}/).
+
+    python workflow/scripts/study_table.py VARIANT [--record DIR] [--sheet FILE] [--out FILE]
+
+The `study_table` rule of workflow/rules/study.smk runs it; it reads only the committed small
+outputs (train_log.csv, loglik.json, loglik_images.npz), so the table can be rebuilt from a
+fresh clone, byte for byte (tests/test_study.py checks the committed tables). Each row: the
+run and seed, the data variant, which test images and how many importance samples, the mean
+test log p(x) with its standard error, the paired difference to the VAE of the same depth and
+latent size (same seed, same test images), and how training ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gae.config import parse_run_name
+from gae.io import atomic_write_text
+from gae.study import STUDY_RECORD, STUDY_SHEET, StudyRow, load_study
+
+HEADER = (
+    "| run | seed | data | test images | S | log p(x) | paired − VAE | epochs (best) |",
+    "|---|---|---|---|---|---|---|---|",
+)
+
+
+def mean_sem(values: np.ndarray) -> tuple[float, float]:
+    values = values.astype(np.float64)
+    sem = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+    return float(values.mean()), sem
+
+
+def training_summary(path: Path) -> str:
+    """``epochs (best epoch)`` from train_log.csv (best = highest validation objective)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return "–"
+    best = max(rows, key=lambda r: float(r["valid_objective"]))
+    return f"{rows[-1]['epoch']} ({best['epoch']})"
+
+
+def per_image(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    path = folder / "loglik_images.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["test_index"], data["importance_log_px"]
+
+
+def paired(folder: Path, baseline: Path) -> str:
+    """Mean ± s.e. of log p(x_i) minus the baseline's, image by image; – when not paired."""
+    ours, theirs = per_image(folder), per_image(baseline)
+    if ours is None or theirs is None or not np.array_equal(ours[0], theirs[0]):
+        return "–"
+    mean, sem = mean_sem(ours[1] - theirs[1])
+    return f"{mean:+.2f} ± {sem:.2f}"
+
+
+def images_cell(result: dict) -> str:
+    images = result.get("test_images") or {}
+    n = result.get("n_test")
+    return f"all {n}" if images.get("complete") else f"{n} random (seed {images.get('seed')})"
+
+
+def baseline_of(run: str, runs: tuple[str, ...]) -> str | None:
+    """The VAE run of the same data set, depth and latent size in the row, if any."""
+    spec = parse_run_name(run)
+    if spec.model == "vae":
+        return None
+    name = f"{spec.dataset}-vae-L{spec.depth}-z{spec.latent_dim}"
+    return name if name in runs else None
+
+
+def table_line(row: StudyRow, seed: int, run: str, record: Path) -> str:
+    folder = record / row.variant / f"seed{seed}" / run
+    epochs = training_summary(folder / "train_log.csv")
+    if not (folder / "loglik.json").is_file():
+        return f"| {run} | {seed} | – | – | – | – | – | {epochs} |"
+    result = json.loads((folder / "loglik.json").read_text())
+    imp = result["estimators"]["importance"]
+    vae = baseline_of(run, row.runs)
+    diff = paired(folder, record / row.variant / f"seed{seed}" / vae) if vae else "–"
+    return (
+        f"| {run} | {seed} | {result.get('data_variant') or '?'} | {images_cell(result)} | "
+        f"{imp['n_importance']} | {imp['mean']:.2f} ± {imp['sem']:.2f} | {diff} | {epochs} |"
+    )
+
+
+def make_table(row: StudyRow, record: Path) -> str:
+    settings = " ".join(f"`{s}`" for s in row.sets) or "none"
+    overlays = " ".join(f"`{o}`" for o in row.overlays) or "none (the paper preset)"
+    lines = [
+        f"### Study variant `{row.variant}`",
+        "",
+        f"{row.description}",
+        "",
+        f"Overlays: {overlays}. Settings: {settings}. Seeds: {', '.join(map(str, row.seeds))}.",
+        "Importance-sampled test log p(x) in nats (higher is better), mean ± s.e. over test "
+        "images; paired differences image by image on the same test images.",
+        "",
+        *HEADER,
+    ]
+    lines += [table_line(row, seed, run, record) for seed in row.seeds for run in row.runs]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variant")
+    parser.add_argument("--record", type=Path, default=STUDY_RECORD)
+    parser.add_argument("--sheet", type=Path, default=STUDY_SHEET)
+    parser.add_argument("--out", type=Path, default=None, help="default: print the table")
+    args = parser.parse_args(argv)
+    rows = {row.variant: row for row in load_study(args.sheet)}
+    if args.variant not in rows:
+        print(f"study_table: no variant {args.variant!r} in {args.sheet}", file=sys.stderr)
+        return 2
+    text = make_table(rows[args.variant], args.record)
+    if args.out is None:
+        print(text, end="")
+    else:
+        atomic_write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
