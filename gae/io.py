@@ -45,14 +45,73 @@ def atomic_open(
         os.chmod(tmp, default_file_mode())
         with os.fdopen(fd, mode) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            with _as_user_error(path, hint):  # a full disk shows up here at the latest
+                handle.flush()
+                os.fsync(handle.fileno())
         if before_rename is not None:
             before_rename(tmp)
-        os.replace(tmp, path)
+        with _as_user_error(path, hint):
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _as_user_error(path: Path, hint: str = "check that the folder is writable") -> Iterator[None]:
+    """An OSError while writing ``path`` (a full disk, a folder made read-only, a rename
+    refused) becomes one GaeError naming the file; the earlier file under that name is kept."""
+    try:
+        yield
+    except OSError as exc:
+        raise GaeError(
+            f"cannot write {path} ({exc.strerror or exc}); free disk space or {hint}, then "
+            f"re-run (nothing was replaced)"
+        ) from exc
+
+
+def make_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
+    """``mkdir -p path`` as one GaeError naming it (a file in its place, a read-only parent)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GaeError(f"cannot create {what} {path} ({exc.strerror or exc}); {hint}") from exc
+    return path
+
+
+LOCK_FILE = ".gae.lock"  # in a run folder while a `gae train` writes it
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (an advisory ``flock`` on ``folder/.gae.lock``).
+
+    Two trainers writing one run would interleave checkpoints and logs; the second is refused at
+    once, naming the first one's pid. The lock dies with its process (kill -9 included), so a
+    stale lock never blocks; the file itself stays (removing it would race with a waiter).
+    """
+    import fcntl
+
+    path = folder / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole block)
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise GaeError(
+                f"{what} {folder} is being written by another process (pid {holder}); wait for "
+                f"it to finish or stop it, then re-run"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def default_file_mode() -> int:
@@ -63,7 +122,7 @@ def default_file_mode() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_open(path, "w") as handle:
+    with atomic_open(path, "w") as handle, _as_user_error(Path(path)):
         handle.write(text)
 
 
@@ -72,19 +131,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb") as handle, _as_user_error(Path(path)):
         np.savez(handle, **arrays)
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb") as handle, _as_user_error(Path(path)):
         np.save(handle, array)
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch  # local: keeps data-only commands free of the torch import cost
 
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb") as handle, _as_user_error(Path(path)):
         torch.save(obj, handle)
 
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from gae.config import model_settings, parse_run_name, run_dir, run_spec
 from gae.errors import GaeError, StaleCheckpointError, TrainingError
-from gae.io import atomic_torch_save, atomic_write_text
+from gae.io import atomic_torch_save, atomic_write_text, folder_lock, make_folder
 from gae.models import (
     GenerativeModel,
     architecture_from_config,
@@ -913,17 +913,19 @@ class Trainer:
     def train(self) -> Path:
         """Restore, train the remaining epochs (each: one epoch, validate, schedule,
         checkpoint) and finalise; returns model.pt's path."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.restore()
-        while self.state["epoch"] < self.train_cfg.epochs and not self.state["stopped"]:
-            epoch = self.state["epoch"] + 1
-            started = time.perf_counter()
-            sums = self.train_epoch(epoch)
-            valid = self.validate(epoch)
-            self.record(epoch, valid, sums, time.perf_counter() - started)
-            self.schedule(epoch, valid)
-            self.save_checkpoint()
-        return self.finalise()
+        hint = "remove what is in its place or set paths.results to a writable folder"
+        make_folder(self.folder, "the run folder", hint)
+        with folder_lock(self.folder, f"run {self.run}: the run folder"):
+            self.restore()
+            while self.state["epoch"] < self.train_cfg.epochs and not self.state["stopped"]:
+                epoch = self.state["epoch"] + 1
+                started = time.perf_counter()
+                sums = self.train_epoch(epoch)
+                valid = self.validate(epoch)
+                self.record(epoch, valid, sums, time.perf_counter() - started)
+                self.schedule(epoch, valid)
+                self.save_checkpoint()
+            return self.finalise()
 
 
 def train_run(

@@ -166,7 +166,25 @@ def load_prepared(cfg: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
         _check_arrays(arrays, str(path))
     except DataError as exc:
         raise DataError(f"{exc}; run `gae prepare {dataset} --force` to rebuild it") from exc
+    _check_provenance(path, prepared_path(cfg, dataset, "json"), dataset)
     return apply_subsets(cfg, arrays)
+
+
+def _check_provenance(npz_path: Path, json_path: Path, dataset: str) -> None:
+    """The .npz must be the one its provenance JSON describes (sha256), so a file replaced by
+    hand or a half-finished copy is never trained or scored on under the JSON's description."""
+    if not json_path.is_file():
+        log.warning("%s has no provenance file %s beside it", npz_path, json_path.name)
+        return
+    meta = read_json(json_path)
+    recorded = ((meta.get("output") or {}) if isinstance(meta, dict) else {}).get("sha256")
+    actual = content_sha256(npz_path)
+    if recorded != actual:
+        raise DataError(
+            f"{npz_path} (sha256 {actual[:12]}...) is not the file {json_path} describes "
+            f"(sha256 {str(recorded)[:12]}...); run `gae prepare {dataset} --force` to rebuild "
+            f"both"
+        )
 
 
 def apply_subsets(cfg: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
