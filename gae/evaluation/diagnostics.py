@@ -176,59 +176,30 @@ def plot_nearest_neighbours(
     return path
 
 
-def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
-    """``gae diagnose RUN``: results/runs/{run}/diagnostics.json and nearest_neighbours.png."""
-    from gae.config import run_dir, run_spec
-    from gae.data.prepare import load_prepared
-    from gae.io import atomic_write_json, read_json
+def _parzen_rows(
+    cfg: dict[str, Any], run: str, data: dict[str, np.ndarray], x_test: np.ndarray, n: int
+) -> dict[str, Any]:
+    """The Parzen score of ``n`` REAL training images (drawn without replacement, seeded) as
+    the "samples", sigma chosen as `gae parzen` does: the baseline a model's score is read
+    against; beside it the model's own parzen.json where it exists."""
+    from gae.config import run_dir
+    from gae.io import read_json
 
-    spec = run_spec(cfg, run)
-    settings = cfg["evaluation"].get("diagnostics", {})
-    parzen_settings = cfg["evaluation"].get("parzen", {})
-    device = resolve_device(cfg)
+    settings = cfg["evaluation"].get("parzen", {})
     seed = int(cfg.get("seed", 0))
-    samples = take_first(load_samples(cfg, run), settings.get("n_samples"), "sample")
-    data = load_prepared(cfg, spec.dataset)
-    check_sample_width(
-        samples, spec.dataset, data["x_train"].shape[1], run_dir(cfg, run) / SAMPLES_FILE, run
-    )
-    train, _, train_rows = eval_rows(
-        cfg, data, "train", settings.get("n_train"), "evaluation.diagnostics.n_train"
-    )
-    x_test, _, test_rows = eval_rows(
-        cfg, data, "test", parzen_settings.get("n_test"), "evaluation.parzen.n_test"
-    )
-    chunk = int(parzen_settings.get("chunk_size", 2000))
-
-    sample_dist, sample_index = nearest_neighbours(
-        samples, train, chunk, device, True, "samples -> train"
-    )
-    test_dist, _ = nearest_neighbours(x_test, train, chunk, device, True, "test -> train")
-    result: dict[str, Any] = {
-        "run": run,
-        "dataset": spec.dataset,
-        "n_samples": int(len(samples)),
-        "n_train": int(len(train)),
-        "n_test": int(len(x_test)),
-        "train_images": train_rows,
-        "test_images": test_rows,
-        **memorisation_summary(sample_dist, test_dist),
-    }
-
-    # Parzen baseline: real training images as the "samples", sigma chosen the same way
-    n_base = min(int(settings.get("n_samples") or len(samples)), len(data["x_train"]))
+    n_base = min(n, len(data["x_train"]))
     pick = np.sort(np.random.default_rng(seed).choice(len(data["x_train"]), n_base, replace=False))
     x_valid, _, _ = eval_rows(
-        cfg, data, "valid", parzen_settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
+        cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
     )
     baseline = parzen_evaluate(
         data["x_train"][pick],
         x_valid,
         x_test,
-        grid_from_config(parzen_settings),
-        refine=int(parzen_settings.get("refine", 10)),
-        chunk_size=chunk,
-        device=device,
+        grid_from_config(settings),
+        refine=int(settings.get("refine", 10)),
+        chunk_size=int(settings.get("chunk_size", 2000)),
+        device=resolve_device(cfg),
         progress=True,
     )
     rows = {
@@ -244,17 +215,58 @@ def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
         rows["model_samples"] = {
             k: own.get(k) for k in ("mean", "sem", "sigma", "n_samples", "n_test")
         }
-    result["parzen"] = rows
+    return rows
 
+
+def _diagnose_inputs(
+    cfg: dict[str, Any], run: str, dataset: str
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray, dict, dict]:
+    """Samples, the data, and the training and test images compared (seeded random samples)."""
+    from gae.config import run_dir
+    from gae.data.prepare import load_prepared
+
+    settings = cfg["evaluation"].get("diagnostics", {})
+    samples = take_first(load_samples(cfg, run), settings.get("n_samples"), "sample")
+    data = load_prepared(cfg, dataset)
+    width = data["x_train"].shape[1]
+    check_sample_width(samples, dataset, width, run_dir(cfg, run) / SAMPLES_FILE, run)
+    n_train = settings.get("n_train")
+    train, _, train_rows = eval_rows(cfg, data, "train", n_train, "evaluation.diagnostics.n_train")
+    n_test = cfg["evaluation"].get("parzen", {}).get("n_test")
+    x_test, _, test_rows = eval_rows(cfg, data, "test", n_test, "evaluation.parzen.n_test")
+    return samples, data, train, x_test, train_rows, test_rows
+
+
+def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
+    """``gae diagnose RUN``: results/runs/{run}/diagnostics.json and nearest_neighbours.png."""
+    from gae.config import run_dir, run_spec
+    from gae.io import atomic_write_json
+
+    spec = run_spec(cfg, run)
+    samples, data, train, x_test, train_rows, test_rows = _diagnose_inputs(cfg, run, spec.dataset)
+    chunk = int(cfg["evaluation"].get("parzen", {}).get("chunk_size", 2000))
+    device = resolve_device(cfg)
+    sample_dist, sample_index = nearest_neighbours(
+        samples, train, chunk, device, True, "samples -> train"
+    )
+    test_dist, _ = nearest_neighbours(x_test, train, chunk, device, True, "test -> train")
+    result: dict[str, Any] = {
+        "run": run,
+        "dataset": spec.dataset,
+        "n_samples": int(len(samples)),
+        "n_train": int(len(train)),
+        "n_test": int(len(x_test)),
+        "train_images": train_rows,
+        "test_images": test_rows,
+        **memorisation_summary(sample_dist, test_dist),
+    }
+    n_base = int(cfg["evaluation"].get("diagnostics", {}).get("n_samples") or len(samples))
+    result["parzen"] = _parzen_rows(cfg, run, data, x_test, n_base)
+    shape = image_shape(spec.dataset, samples.shape[1])
     out_dir = run_dir(cfg, run)
     figure = plot_nearest_neighbours(
-        samples,
-        train,
-        sample_index,
-        sample_dist,
-        image_shape(spec.dataset, samples.shape[1]),
-        out_dir / "nearest_neighbours.png",
-        seed=seed,
+        samples, train, sample_index, sample_dist, shape, out_dir / "nearest_neighbours.png",
+        seed=int(cfg.get("seed", 0)),
     )
     result["figure"] = figure.name
     out = out_dir / "diagnostics.json"

@@ -294,11 +294,62 @@ def _data_variant(cfg: dict[str, Any], dataset: str) -> str | None:
     return meta.get("variant") if isinstance(meta, dict) else None
 
 
+def _prior_note(model: GenerativeModelLike, k: int | None) -> str:
+    """How log p(z) was computed, for the JSON: exact, or the certified K-nearest lower bound."""
+    mixture = hasattr(model.prior, "n_components")
+    if k is None:
+        detail = " (GAE: mixture over all n training encodings)" if mixture else ""
+        return "log p(z) exact" + detail
+    return (
+        f"log p(z) LOWER BOUND: the {k} of n = {model.prior.n_components} mixture components "
+        "nearest each test image (by log q(mu(x)|x_j)), weights 1/n: the estimate can only be "
+        "lower than with the exact prior"
+    )
+
+
+def _estimators(
+    imp: LoglikEstimate, pri: LoglikEstimate, note: str, k: int | None
+) -> dict[str, Any]:
+    """Both estimators' summaries with the protocol each followed."""
+    return {
+        "importance": {
+            **imp.summary(),
+            "n_importance": imp.n_samples,
+            "proposal": "encoder q(z|x)",
+            "log_prior": note,
+            "prior_components": k,
+            "draws": "independent per test image, generator seeded by (seed, its row in "
+            "the test file)",
+        },
+        "prior": {
+            **pri.summary(),
+            "n_prior": pri.n_samples,
+            "draws": "one set of n_prior prior samples shared by every test image",
+        },
+    }
+
+
+def _save_per_image(
+    path: Path, test_index: np.ndarray, imp: LoglikEstimate, pri: LoglikEstimate
+) -> None:
+    """Per-image values: paired comparisons between runs scored on the same test images."""
+    from gae.io import atomic_save_npz
+
+    atomic_save_npz(
+        path,
+        test_index=test_index,
+        importance_log_px=imp.log_px.numpy(),
+        importance_mc_se=imp.mc_se.numpy(),
+        importance_ess=imp.ess.numpy(),
+        prior_log_px=pri.log_px.numpy(),
+    )
+
+
 def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     """``gae loglik RUN``: results/runs/{run}/loglik.json and its per-image loglik_images.npz."""
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
-    from gae.io import atomic_save_npz, atomic_write_json
+    from gae.io import atomic_write_json
     from gae.run_model import load_run_model
 
     spec = run_spec(cfg, run)
@@ -312,26 +363,20 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     x = torch.as_tensor(x_test, dtype=torch.float32, device=device)
     chunk = int(settings.get("chunk_size", 4096))
     seed = int(cfg.get("seed", 0))
-    n_imp = int(settings.get("n_importance", 5000))
-    n_pri = int(settings.get("n_prior", 5000))
-
-    mixture = hasattr(model.prior, "n_components")  # the setting concerns GAE priors only
-    k = settings.get("prior_components")
+    k = settings.get("prior_components")  # concerns exemplar-mixture (GAE) priors only
+    mixture = hasattr(model.prior, "n_components")
     k = _truncation(model, int(k)) if mixture and k is not None else None
     imp = importance_log_likelihood(
-        model, x, n_imp, chunk, seed, progress=True, prior_components=k, image_ids=test_index
+        model,
+        x,
+        int(settings.get("n_importance", 5000)),
+        chunk,
+        seed,
+        progress=True,
+        prior_components=k,
+        image_ids=test_index,
     )
-    pri = prior_log_likelihood(model, x, n_pri, chunk, seed + 1, progress=True)
-    if k is None:
-        prior_note = "log p(z) exact" + (
-            " (GAE: mixture over all n training encodings)" if mixture else ""
-        )
-    else:
-        prior_note = (
-            f"log p(z) LOWER BOUND: the {k} of n = {model.prior.n_components} mixture components "
-            "nearest each test image (by log q(mu(x)|x_j)), weights 1/n: the estimate can only be "
-            "lower than with the exact prior"
-        )
+    pri = prior_log_likelihood(model, x, int(settings.get("n_prior", 5000)), chunk, seed + 1, True)
     result = {
         "run": run,
         "dataset": spec.dataset,
@@ -340,41 +385,19 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
         "data_variant": _data_variant(cfg, spec.dataset),
         "test_images": _without_indices(subset),
         "units": "nats per image, mean test log p(x); sem = std(ddof=1)/sqrt(n_test)",
-        "estimators": {
-            "importance": {
-                **imp.summary(),
-                "n_importance": n_imp,
-                "proposal": "encoder q(z|x)",
-                "log_prior": prior_note,
-                "prior_components": k,
-                "draws": "independent per test image, generator seeded by (seed, its row in "
-                "the test file)",
-            },
-            "prior": {
-                **pri.summary(),
-                "n_prior": n_pri,
-                "draws": "one set of n_prior prior samples shared by every test image",
-            },
-        },
+        "estimators": _estimators(imp, pri, _prior_note(model, k), k),
     }
     out = run_dir(cfg, run) / "loglik.json"
-    # per-image values: paired comparisons between runs evaluated on the same test images
-    atomic_save_npz(
-        run_dir(cfg, run) / PER_IMAGE_FILE,
-        test_index=test_index,
-        importance_log_px=imp.log_px.numpy(),
-        importance_mc_se=imp.mc_se.numpy(),
-        importance_ess=imp.ess.numpy(),
-        prior_log_px=pri.log_px.numpy(),
-    )
+    _save_per_image(run_dir(cfg, run) / PER_IMAGE_FILE, test_index, imp, pri)
     atomic_write_json(out, result)
+    est = result["estimators"]
     log.info(
         "loglik %s: importance %.2f +- %.2f, prior %.2f +- %.2f nats -> %s",
         run,
-        result["estimators"]["importance"]["mean"],
-        result["estimators"]["importance"]["sem"],
-        result["estimators"]["prior"]["mean"],
-        result["estimators"]["prior"]["sem"],
+        est["importance"]["mean"],
+        est["importance"]["sem"],
+        est["prior"]["mean"],
+        est["prior"]["sem"],
         out,
     )
     return out
