@@ -101,7 +101,10 @@ SUBCOMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options() -> argparse.ArgumentParser:
+    """The options every subcommand takes (configuration, overlays, logging), as a parent
+    parser: they are written after the subcommand, e.g. ``gae train RUN --set k=v``, which is
+    how the pipeline's rules call it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
@@ -131,17 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--log", metavar="FILE", help="also write the log to FILE")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return common
 
-    parser = argparse.ArgumentParser(
-        prog="gae",
-        description="Generative Auto Encoder (Kim, Kim & Hwang 2018) beside a VAE baseline.",
-    )
-    parser.add_argument("--version", action="version", version=f"gae {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parsers = {
-        name: sub.add_parser(name, parents=[common], help=text, description=text)
-        for name, (_, text) in SUBCOMMANDS.items()
-    }
+
+def _add_command_arguments(parsers: dict[str, argparse.ArgumentParser]) -> None:
+    """The arguments that only some subcommands take: the data set and its sources for
+    ``prepare``, the run name for the per-run steps, the restart policy for ``train``."""
     parsers["prepare"].add_argument("dataset", help="mnist | bmnist | frey | tfd")
     parsers["prepare"].add_argument(
         "--mirror", metavar="DIR", help="local mirror folder (also GAE_DATA_MIRROR, data.mirror)"
@@ -164,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline's rules use it) instead of stopping",
     )
     parsers["config"].add_argument("--runs", action="store_true", help="list the run names only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gae`` parser: one subcommand per entry of ``SUBCOMMANDS``, each with the common
+    options and its own arguments."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="gae",
+        description="Generative Auto Encoder (Kim, Kim & Hwang 2018) beside a VAE baseline.",
+    )
+    parser.add_argument("--version", action="version", version=f"gae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {
+        name: sub.add_parser(name, parents=[common], help=text, description=text)
+        for name, (_, text) in SUBCOMMANDS.items()
+    }
+    _add_command_arguments(parsers)
     return parser
 
 

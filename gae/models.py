@@ -118,8 +118,12 @@ class Encoder(nn.Module):
         return mu, logvar.clamp(self.logvar_min, self.logvar_max)
 
 
-class BernoulliDecoder(nn.Module):
-    """p(x|z) = prod_k Bernoulli(x_k; sigmoid(l_k(z))); for x in [0, 1] the cross-entropy."""
+class MlpDecoder(nn.Module):
+    """The MLP decoders' shared body: an MLP from z to one output per pixel, whose sigmoid is
+    the mean. One constructor serves every likelihood, so the network's shape is spelled once;
+    a likelihood with parameters of its own (the Gaussian's noise) adds them in
+    ``_init_likelihood``, after ``net`` as before, so model.pt's state_dict keys and the
+    parameters' initial values are unchanged."""
 
     def __init__(
         self,
@@ -129,9 +133,21 @@ class BernoulliDecoder(nn.Module):
         width: int,
         activation: str,
         layer: str = "dense",
+        **likelihood: Any,
     ) -> None:
         super().__init__()
         self.net = mlp(latent_dim, data_dim, depth, width, activation, layer)
+        self._init_likelihood(data_dim, **likelihood)
+
+    def _init_likelihood(self, data_dim: int) -> None:
+        """No parameters beyond the MLP (the Bernoulli case); subclasses add theirs."""
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z))
+
+
+class BernoulliDecoder(MlpDecoder):
+    """p(x|z) = prod_k Bernoulli(x_k; sigmoid(l_k(z))); for x in [0, 1] the cross-entropy."""
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """x (B, D), z (B, S, d) -> (B, S)."""
@@ -143,27 +159,23 @@ class BernoulliDecoder(nn.Module):
         logits = self.net(z)
         return x @ logits.T - F.softplus(logits).sum(dim=-1)
 
-    def mean(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(z))
 
+class GaussianDecoder(MlpDecoder):
+    """p(x|z) = N(sigmoid(m(z)), diag s^2), s per pixel: learned (s = floor + exp(a)) or fixed.
 
-class GaussianDecoder(nn.Module):
-    """p(x|z) = N(sigmoid(m(z)), diag s^2), s per pixel: learned (s = floor + exp(a)) or fixed."""
+    Built as ``GaussianDecoder(latent_dim, data_dim, depth, width, activation, layer,
+    variance=..., std_min=..., std_init=...)``.
+    """
 
-    def __init__(
+    def _init_likelihood(
         self,
-        latent_dim: int,
         data_dim: int,
-        depth: int,
-        width: int,
-        activation: str,
         variance: str = "learned",
         std_min: float = 0.01,
         std_init: float = 0.1,
-        layer: str = "dense",
     ) -> None:
-        super().__init__()
-        self.net = mlp(latent_dim, data_dim, depth, width, activation, layer)
+        """The per-pixel noise s = std_min + exp(log_excess_std): a parameter when learned, a
+        buffer when fixed (so it is saved either way but trained only in the first case)."""
         self.std_min = float(std_min)
         if std_init <= std_min:
             raise GaeError(
@@ -192,9 +204,6 @@ class GaussianDecoder(nn.Module):
     def pairwise_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         mean = torch.sigmoid(self.net(z))  # (M, D)
         return pairwise_diag_gaussian_logpdf(x, mean, self.logvar().expand_as(mean))
-
-    def mean(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(z))
 
 
 class LinearGaussianDecoder(nn.Module):
@@ -367,10 +376,10 @@ def build_model(kind: str, architecture: dict[str, Any], meta: dict[str, Any] | 
             a["depth"],
             a["hidden_units"],
             a["activation"],
-            a.get("gaussian_variance", "learned"),
-            a.get("gaussian_std_min", 0.01),
-            a.get("gaussian_std_init", 0.1),
             layer,
+            variance=a.get("gaussian_variance", "learned"),
+            std_min=a.get("gaussian_std_min", 0.01),
+            std_init=a.get("gaussian_std_init", 0.1),
         )
     elif likelihood == "linear_gaussian":
         decoder = LinearGaussianDecoder(a["latent_dim"], a["data_dim"], a["noise_std"])

@@ -127,3 +127,57 @@ def report_inputs(cfg: dict[str, Any]) -> list[Path]:
     for run in evaluated_runs(cfg, "diagnostics"):
         paths += [run_dir(cfg, run) / DIAGNOSTICS_FILE, run_dir(cfg, run) / NEIGHBOURS_FIGURE]
     return paths
+
+
+# ---- captions --------------------------------------------------------------------------------
+# The one home of the captions: results/report.md (gae.report) writes them, and the Snakemake
+# HTML report (`snakemake --report`) shows them from workflow/report/*.rst, which
+# workflow/scripts/report_captions.py writes from report_captions() (a test fails when stale).
+
+FIGURE_CAPTIONS = {
+    "samples": "Generated samples, GAE vs VAE (the slides' 'Generated images').",
+    "latent_density": "Kernel density of 1,000 z from the prior of the 2-D latent runs, "
+    "depth 1 vs 2 (the slides' 'Visualization of latent space').",
+    "latent_scatter": "Test images mapped by q(z|x), coloured by class, depth 1 vs 2.",
+    "training_curves": "Training objective and validation ELBO per epoch.",
+}
+PER_DATASET_FIGURES = ("samples", "training_curves")  # one figure per data set, named after it
+TABLE_TITLES = {TABLE1: "Table 1: Parzen window", TABLE2: "Table 2: log-likelihood"}
+NEIGHBOURS_CAPTION = "Generated samples beside their nearest training images (`gae diagnose`)."
+REPORT_CAPTION = "The whole reproduction report, results/report.md: the configuration, both "
+REPORT_CAPTION += "tables with the slides' numbers, every figure and the memorisation diagnostics."
+CAPTIONS_DIR = Path("workflow/report")  # of the Snakemake HTML report, relative to the project
+
+
+def figure_kind(path: str | Path) -> str | None:
+    """Which FIGURE_CAPTIONS entry a figure file is (its name starts with the key), or None."""
+    stem = Path(path).stem
+    return next((k for k in FIGURE_CAPTIONS if stem.startswith(k)), None)
+
+
+def figure_dataset(path: str | Path) -> str | None:
+    """The data set a per-data-set figure shows (samples_mnist.png -> mnist), else None."""
+    key = figure_kind(path)
+    return Path(path).stem[len(key) + 1 :] if key in PER_DATASET_FIGURES else None
+
+
+def figure_caption(path: str | Path) -> str:
+    """The caption results/report.md writes under a figure: its kind's caption, and for a
+    per-data-set figure the data set (the HTML report shows that as a label)."""
+    key = figure_kind(path)
+    caption = FIGURE_CAPTIONS.get(key, "") if key else ""
+    dataset = figure_dataset(path)
+    return caption + (f" Data set: {dataset}." if dataset else "")
+
+
+def report_captions() -> dict[str, str]:
+    """workflow/report/{name}.rst -> its text: one caption per figure kind, table, the
+    nearest-neighbour figures and the report itself (RST: `code` becomes ``code``)."""
+    texts = {**FIGURE_CAPTIONS, **TABLE_TITLES}
+    texts |= {NEIGHBOURS_FIGURE.removesuffix(".png"): NEIGHBOURS_CAPTION, "report": REPORT_CAPTION}
+    return {name: text.replace("`", "``") + "\n" for name, text in texts.items()}
+
+
+def caption_file(name: str) -> Path:
+    """The RST caption file of ``report_captions()[name]``."""
+    return CAPTIONS_DIR / f"{name}.rst"

@@ -15,11 +15,15 @@ from gae import __version__
 from gae.config import run_dir
 from gae.errors import GaeError
 from gae.io import atomic_write_text, read_json
-from gae.paths import (  # noqa: F401 (report_inputs: the layout's home is gae.paths)
+from gae.paths import (  # noqa: F401 (report_inputs, FIGURE_CAPTIONS: their home is gae.paths)
     DIAGNOSTICS_FILE,
+    FIGURE_CAPTIONS,
+    NEIGHBOURS_CAPTION,
     NEIGHBOURS_FIGURE,
     TABLE1,
     TABLE2,
+    TABLE_TITLES,
+    figure_caption,
     figure_paths,
     report_inputs,
     report_path,
@@ -28,13 +32,8 @@ from gae.paths import (  # noqa: F401 (report_inputs: the layout's home is gae.p
 
 log = logging.getLogger(__name__)
 
-FIGURE_CAPTIONS = {
-    "samples": "Generated samples, GAE vs VAE (the slides' 'Generated images').",
-    "latent_density": "Kernel density of 1,000 z from the prior of the 2-D latent runs, "
-    "depth 1 vs 2 (the slides' 'Visualization of latent space').",
-    "latent_scatter": "Test images mapped by q(z|x), coloured by class, depth 1 vs 2.",
-    "training_curves": "Training objective and validation ELBO per epoch.",
-}
+# The captions (FIGURE_CAPTIONS, TABLE_TITLES, NEIGHBOURS_CAPTION) live in gae.paths: the
+# Snakemake HTML report (workflow/report/*.rst) shows the same strings.
 
 
 # The memorisation numbers worth a glance (gae.evaluation.diagnostics), in this order.
@@ -104,9 +103,9 @@ def _settings_lines(cfg: dict[str, Any]) -> list[str]:
     ]
 
 
-def make_report(cfg: dict[str, Any]) -> Path:
-    """Gather tables, figures and diagnostics into results/report.md."""
-    path = report_path(cfg)
+def _intro_lines(cfg: dict[str, Any]) -> list[str]:
+    """The report's title, what it is, and the configuration; a reduced preset gets a warning
+    up front, so a smoke run's numbers are never read as the paper-scale ones."""
     lines = [
         "# Generative Auto Encoder: reproduction report",
         "",
@@ -124,7 +123,14 @@ def make_report(cfg: dict[str, Any]) -> Path:
             f"> Reduced preset ({', '.join(cfg['overlays'])}): the numbers check that the pipeline "
             "works end to end; they are not comparable with the slides.",
         ]
-    for title, name in (("Table 1: Parzen window", TABLE1), ("Table 2: log-likelihood", TABLE2)):
+    return lines
+
+
+def _table_lines(cfg: dict[str, Any]) -> list[str]:
+    """Tables 1 and 2 as ``gae tables`` wrote them in Markdown, each with links to its CSV and
+    LaTeX versions (relative to the report, which sits above ``tables/``)."""
+    lines: list[str] = []
+    for title, name in ((TABLE_TITLES[TABLE1], TABLE1), (TABLE_TITLES[TABLE2], TABLE2)):
         table_md = _require(tables_dir(cfg) / f"{name}.md", "gae tables").read_text()
         lines += [
             "",
@@ -135,59 +141,80 @@ def make_report(cfg: dict[str, Any]) -> Path:
             f"(Also as [CSV]({name}.csv) and [LaTeX]({name}.tex) under `tables/`.)",
         ]
         lines[-1] = lines[-1].replace(f"]({name}", f"](tables/{name}")
+    return lines
 
-    lines += ["", "## Figures"]
+
+def _figure_lines(cfg: dict[str, Any], report: Path) -> list[str]:
+    """Every planned figure, linked relative to the report, under a heading from its file name
+    and with its caption; per-data-set figures name their data set."""
+    lines = ["", "## Figures"]
     for figure in figure_paths(cfg):
         _require(figure, "gae figures")
-        stem = figure.stem
-        key = next((k for k in FIGURE_CAPTIONS if stem.startswith(k)), None)
-        caption = FIGURE_CAPTIONS.get(key, "") if key else ""
-        detail = stem.split("_", 1)[1] if key in ("samples",) else stem.rsplit("_", 1)[-1]
-        heading = stem.replace("_", " ")
+        heading = figure.stem.replace("_", " ")
         lines += [
             "",
             f"### {heading}",
             "",
-            f"![{heading}]({_link(figure, path)})",
+            f"![{heading}]({_link(figure, report)})",
             "",
-            caption + (f" Data set: {detail}." if key in ("samples", "training_curves") else ""),
+            figure_caption(figure),  # gae.paths: the HTML report's caption too
         ]
+    return lines
 
+
+def _diagnostics_table(runs: list[str], rows: dict[str, dict[str, Any]]) -> list[str]:
+    """A Markdown table of the memorisation numbers, one row a run. The columns are
+    ``DIAGNOSTIC_KEYS`` that any run has; when none is there (an older or different
+    diagnostics file), the first eight float-valued keys, so the table is never silently
+    empty while numbers exist. A run lacking a column shows "—"."""
+    present = dict.fromkeys(k for r in rows.values() for k in r)
+    keys = [k for k in DIAGNOSTIC_KEYS if k in present] or [
+        k for k in present if isinstance(next(r[k] for r in rows.values() if k in r), float)
+    ][:8]
+    if not keys:
+        return []
+    lines = [
+        "",
+        "| run | " + " | ".join(keys) + " |",
+        "| --- | " + " | ".join("---" for _ in keys) + " |",
+    ]
+    lines += [
+        "| " + run + " | " + " | ".join(_fmt_value(rows[run].get(k, "—")) for k in keys) + " |"
+        for run in runs
+    ]
+    return lines
+
+
+def _diagnostics_lines(cfg: dict[str, Any], report: Path) -> list[str]:
+    """The memorisation section (``evaluate.diagnostics`` runs): their numbers in one table,
+    then each run's nearest-neighbour figure; nothing when no run is diagnosed."""
     runs = _diagnostics_runs(cfg)
-    if runs:
-        lines += [
-            "",
-            "## Memorisation diagnostics",
-            "",
-            "Generated samples beside their nearest training images (`gae diagnose`).",
-        ]
-        rows = {}
-        for run in runs:
-            diag = read_json(
-                _require(run_dir(cfg, run) / DIAGNOSTICS_FILE, f"gae diagnose {run}")
-            )
-            rows[run] = _flat_scalars(diag)
-        present = dict.fromkeys(k for r in rows.values() for k in r)
-        keys = [k for k in DIAGNOSTIC_KEYS if k in present] or [
-            k for k in present if isinstance(next(r[k] for r in rows.values() if k in r), float)
-        ][:8]
-        if keys:
-            lines += [
-                "",
-                "| run | " + " | ".join(keys) + " |",
-                "| --- | " + " | ".join("---" for _ in keys) + " |",
-            ]
-            lines += [
-                "| "
-                + run
-                + " | "
-                + " | ".join(_fmt_value(rows[run].get(k, "—")) for k in keys)
-                + " |"
-                for run in runs
-            ]
-        for run in runs:
-            figure = _require(run_dir(cfg, run) / NEIGHBOURS_FIGURE, f"gae diagnose {run}")
-            lines += ["", f"### {run}", "", f"![{run} nearest neighbours]({_link(figure, path)})"]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Memorisation diagnostics",
+        "",
+        NEIGHBOURS_CAPTION,
+    ]
+    rows = {}
+    for run in runs:
+        diag = read_json(_require(run_dir(cfg, run) / DIAGNOSTICS_FILE, f"gae diagnose {run}"))
+        rows[run] = _flat_scalars(diag)
+    lines += _diagnostics_table(runs, rows)
+    for run in runs:
+        figure = _require(run_dir(cfg, run) / NEIGHBOURS_FIGURE, f"gae diagnose {run}")
+        lines += ["", f"### {run}", "", f"![{run} nearest neighbours]({_link(figure, report)})"]
+    return lines
+
+
+def make_report(cfg: dict[str, Any]) -> Path:
+    """Gather tables, figures and diagnostics into results/report.md."""
+    path = report_path(cfg)
+    lines = _intro_lines(cfg)
+    lines += _table_lines(cfg)
+    lines += _figure_lines(cfg, path)
+    lines += _diagnostics_lines(cfg, path)
     atomic_write_text(path, "\n".join(lines) + "\n")
     log.info("wrote %s", path)
     return path

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gae.config import parse_run_name, prepared_path, run_dir
+from gae.config import RunSpec, parse_run_name, prepared_path, run_dir
 from gae.errors import GaeError
 from gae.evaluation import mean_sem
 from gae.io import atomic_write_text, read_json
@@ -244,9 +244,20 @@ def _data_note(cfg: dict[str, Any], dataset: str) -> str:
 # ---- table 1: Parzen -------------------------------------------------------------------------
 
 
-def parzen_table(cfg: dict[str, Any]) -> Table:
-    """The slides' table 1, the published numbers and ours (MNIST and faces)."""
-    results: dict[tuple[str, int, int], dict[str, tuple[str, dict[str, Any]]]] = {}
+# (model, depth, latent_dim) -> column ("mnist" | "faces") -> (data set, parzen.json)
+ParzenCells = dict[tuple[str, int, int], dict[str, tuple[str, dict[str, Any]]]]
+
+PARZEN_HEADERS = ("Method", "Source", "MNIST", "TFD (slides, published) / faces (ours)")
+
+
+def _parzen_results(cfg: dict[str, Any]) -> ParzenCells:
+    """Read every ``evaluate.parzen`` run's metrics into its table-1 cell.
+
+    Runs of one (model, depth, latent size) share a row, MNIST and faces side by side. When
+    both TFD and Frey runs exist, TFD wins the faces cell, whatever the run order: it is the
+    data set the slides measured on, Frey only its open stand-in.
+    """
+    results: ParzenCells = {}
     for run in _parzen_runs(cfg):
         spec = parse_run_name(run)
         metrics = _require(run_dir(cfg, run) / PARZEN_FILE, f"gae parzen {run}")
@@ -258,8 +269,15 @@ def parzen_table(cfg: dict[str, Any]) -> Table:
         previous = results.setdefault(key, {}).get(column)
         if previous is None or FACES.index(spec.dataset) < FACES.index(previous[0]):
             results[key][column] = (spec.dataset, metrics)
+    return results
 
-    headers = ["Method", "Source", "MNIST", "TFD (slides, published) / faces (ours)"]
+
+def _parzen_reference_rows() -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """Table 1's fixed rows, the slides' then the published numbers, as (display, CSV) rows.
+
+    They come first so a reader sees what the paper claimed before our measurements; the
+    slides give no standard errors, hence their empty ``*_sem`` columns.
+    """
     rows: list[list[str]] = []
     csv_rows: list[dict[str, Any]] = []
     for method, mnist, tfd in SLIDES_TABLE1:
@@ -290,46 +308,52 @@ def parzen_table(cfg: dict[str, Any]) -> Table:
                 "faces_dataset": "tfd",
             }
         )
-    order = sorted(results, key=lambda k: (cfg["models"][k[0]]["kind"] != "gae", k))
-    faces_used: set[str] = set()
-    settings: set[str] = set()
-    for model, depth, latent_dim in order:
-        cells = results[(model, depth, latent_dim)]
-        mnist_metrics = cells.get("mnist", (None, {}))[1]
-        faces_name, faces_metrics = cells.get("faces", (None, {}))
-        if faces_name:
-            faces_used.add(faces_name)
-        for metrics in (mnist_metrics, faces_metrics):
-            if metrics:
-                settings.add(
-                    f"{metrics.get('n_samples')} samples, {metrics.get('n_test')} test images, "
-                    f"σ = {metrics.get('sigma'):.3g}"
-                )
-        label = _model_label(cfg, model, depth, latent_dim)
-        faces_text = _fmt(faces_metrics.get("mean"), faces_metrics.get("sem"))
-        if faces_name:
-            faces_text += f" ({faces_name})"
-        rows.append(
-            [label, "ours", _fmt(mnist_metrics.get("mean"), mnist_metrics.get("sem")), faces_text]
-        )
-        csv_rows.append(
-            {
-                "method": label,
-                "source": "ours",
-                "mnist": mnist_metrics.get("mean"),
-                "mnist_sem": mnist_metrics.get("sem"),
-                "faces": faces_metrics.get("mean"),
-                "faces_sem": faces_metrics.get("sem"),
-                "faces_dataset": faces_name,
-                "mnist_sigma": mnist_metrics.get("sigma"),
-                "mnist_n_samples": mnist_metrics.get("n_samples"),
-                "mnist_n_test": mnist_metrics.get("n_test"),
-                "faces_sigma": faces_metrics.get("sigma"),
-                "faces_n_samples": faces_metrics.get("n_samples"),
-                "faces_n_test": faces_metrics.get("n_test"),
-            }
-        )
+    return rows, csv_rows
 
+
+def _parzen_setting(metrics: dict[str, Any]) -> str:
+    """The estimator settings behind one cell, for the footnote that says what was measured."""
+    return (
+        f"{metrics.get('n_samples')} samples, {metrics.get('n_test')} test images, "
+        f"σ = {metrics.get('sigma'):.3g}"
+    )
+
+
+def _parzen_our_row(
+    cfg: dict[str, Any], key: tuple[str, int, int], cells: dict[str, tuple[str, dict[str, Any]]]
+) -> tuple[list[str], dict[str, Any]]:
+    """One row of ours in table 1 (display cells, CSV row); the faces cell names its data set
+    so a Frey number is never read as a TFD one. The CSV keeps each cell's σ and sizes."""
+    model, depth, latent_dim = key
+    mnist_metrics = cells.get("mnist", (None, {}))[1]
+    faces_name, faces_metrics = cells.get("faces", (None, {}))
+    label = _model_label(cfg, model, depth, latent_dim)
+    faces_text = _fmt(faces_metrics.get("mean"), faces_metrics.get("sem"))
+    if faces_name:
+        faces_text += f" ({faces_name})"
+    row = [label, "ours", _fmt(mnist_metrics.get("mean"), mnist_metrics.get("sem")), faces_text]
+    csv_row = {
+        "method": label,
+        "source": "ours",
+        "mnist": mnist_metrics.get("mean"),
+        "mnist_sem": mnist_metrics.get("sem"),
+        "faces": faces_metrics.get("mean"),
+        "faces_sem": faces_metrics.get("sem"),
+        "faces_dataset": faces_name,
+        "mnist_sigma": mnist_metrics.get("sigma"),
+        "mnist_n_samples": mnist_metrics.get("n_samples"),
+        "mnist_n_test": mnist_metrics.get("n_test"),
+        "faces_sigma": faces_metrics.get("sigma"),
+        "faces_n_samples": faces_metrics.get("n_samples"),
+        "faces_n_test": faces_metrics.get("n_test"),
+    }
+    return row, csv_row
+
+
+def _parzen_notes(cfg: dict[str, Any], settings: set[str], faces_used: set[str]) -> list[str]:
+    """Table 1's footnotes: our estimator and its settings, where the slides' numbers disagree
+    with the published ones, why Parzen scores mislead, and which data every column is on
+    (Frey is flagged as not comparable with the slides' TFD)."""
     parzen = cfg["evaluation"].get("parzen", {})
     notes = [
         "Estimator (ours): Gaussian Parzen window over each run's generated samples (decoder "
@@ -353,13 +377,32 @@ def parzen_table(cfg: dict[str, Any]) -> Table:
                 "column is NOT comparable with the slides' TFD column."
             )
         notes.append(note)
+    return notes
+
+
+def parzen_table(cfg: dict[str, Any]) -> Table:
+    """The slides' table 1, the published numbers and ours (MNIST and faces)."""
+    results = _parzen_results(cfg)
+    rows, csv_rows = _parzen_reference_rows()
+    order = sorted(results, key=lambda k: (cfg["models"][k[0]]["kind"] != "gae", k))
+    faces_used: set[str] = set()
+    settings: set[str] = set()
+    for key in order:
+        cells = results[key]
+        faces_name = cells.get("faces", (None, {}))[0]
+        if faces_name:
+            faces_used.add(faces_name)
+        settings.update(_parzen_setting(m) for _, m in cells.values() if m)
+        row, csv_row = _parzen_our_row(cfg, key, cells)
+        rows.append(row)
+        csv_rows.append(csv_row)
     return Table(
         TABLE1,
         "Table 1: Parzen-window test log-likelihood (nats; higher is better)",
-        headers,
+        list(PARZEN_HEADERS),
         rows,
         csv_rows,
-        notes,
+        _parzen_notes(cfg, settings, faces_used),
     )
 
 
@@ -370,9 +413,25 @@ def _datasets(cfg: dict[str, Any], evaluation: str) -> set[str]:
 # ---- table 2: log-likelihood -----------------------------------------------------------------
 
 
-def loglik_table(cfg: dict[str, Any]) -> Table:
-    """Binarized-MNIST test log p(x) for depths 1-4, GAE variants and VAE, slides beside ours."""
-    entries = []
+# (is not a VAE, model, depth, latent_dim, run, loglik.json): sorted, VAEs first
+LoglikEntry = tuple[bool, str, int, int, RunSpec, dict[str, Any]]
+
+LOGLIK_HEADERS = (
+    "Method",
+    "Runs",
+    "Slides",
+    "Published",
+    "Ours: importance sampling",
+    "Ours: prior sampling",
+    "Ours − VAE (paired)",
+)
+
+
+def _loglik_entries(cfg: dict[str, Any]) -> tuple[list[LoglikEntry], dict[tuple, str]]:
+    """Every ``evaluate.loglik`` run with its metrics, VAEs first then by model and size, and
+    the VAE run of each (data set, depth, latent size): the baseline other models are paired
+    with image by image."""
+    entries: list[LoglikEntry] = []
     for run in _loglik_runs(cfg):
         spec = parse_run_name(run)
         metrics = _require(run_dir(cfg, run) / LOGLIK_FILE, f"gae loglik {run}")
@@ -384,69 +443,77 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
         for is_gae, *_, spec, _ in entries
         if not is_gae
     }
+    return entries, vae_runs
 
-    headers = [
-        "Method",
-        "Runs",
-        "Slides",
-        "Published",
-        "Ours: importance sampling",
-        "Ours: prior sampling",
-        "Ours − VAE (paired)",
+
+def _loglik_size(metrics: dict[str, Any]) -> str:
+    """The sample sizes behind one run's estimates, for the footnote that says what was run."""
+    estimators = metrics.get("estimators", {})
+    imp = estimators.get("importance", {})
+    prior = estimators.get("prior", {})
+    return (
+        f"S = {imp.get('n_importance', '?')} (importance), {prior.get('n_prior', '?')} "
+        f"(prior), {metrics.get('n_test', '?')} test images"
+    )
+
+
+def _loglik_our_row(
+    cfg: dict[str, Any], entry: LoglikEntry, vae_runs: dict[tuple, str]
+) -> tuple[list[str], dict[str, Any]]:
+    """One run's row of table 2 (display cells, CSV row): the slides' number for the same kind
+    and depth (on bmnist only, the slides' data), both estimators, and the difference from the
+    matching VAE, paired image by image so most of the image-to-image spread cancels."""
+    _, model, depth, latent_dim, spec, metrics = entry
+    kind = cfg["models"][model]["kind"]
+    slides = SLIDES_TABLE2.get((kind, depth)) if spec.dataset == "bmnist" else None
+    estimators = metrics.get("estimators", {})
+    imp = estimators.get("importance", {})
+    prior = estimators.get("prior", {})
+    label = _model_label(cfg, model, depth, latent_dim)
+    if spec.dataset != "bmnist":
+        label += f" on {spec.dataset}"
+    vae_run = vae_runs.get((spec.dataset, depth, latent_dim)) if kind != "vae" else None
+    diff, diff_sem = paired_difference(cfg, spec.name, vae_run) if vae_run else (None, None)
+    row = [
+        label,
+        spec.name,
+        _slides_value(slides) if slides is not None else "—",
+        "—",
+        _fmt(imp.get("mean"), imp.get("sem")),
+        _fmt(prior.get("mean"), prior.get("sem")),
+        _fmt(diff, diff_sem),
     ]
+    csv_row = {
+        "method": label,
+        "run": spec.name,
+        "model": model,
+        "kind": kind,
+        "depth": depth,
+        "latent_dim": latent_dim,
+        "dataset": spec.dataset,
+        "slides": slides,
+        "importance": imp.get("mean"),
+        "importance_sem": imp.get("sem"),
+        "n_importance": imp.get("n_importance"),
+        "prior": prior.get("mean"),
+        "prior_sem": prior.get("sem"),
+        "n_prior": prior.get("n_prior"),
+        "n_test": metrics.get("n_test"),
+        "log_prior": imp.get("log_prior"),
+        "paired_vae_run": vae_run,
+        "paired_difference": diff,
+        "paired_difference_sem": diff_sem,
+    }
+    return row, csv_row
+
+
+def _slides_only_rows(
+    covered: set[tuple[str, int]],
+) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """Rows for the slides' table-2 numbers that no run of ours stands beside, so the table
+    always shows every number the slides claim, and says that we did not run it."""
     rows: list[list[str]] = []
     csv_rows: list[dict[str, Any]] = []
-    sizes: set[str] = set()
-    for _, model, depth, latent_dim, spec, metrics in entries:
-        kind = cfg["models"][model]["kind"]
-        slides = SLIDES_TABLE2.get((kind, depth)) if spec.dataset == "bmnist" else None
-        estimators = metrics.get("estimators", {})
-        imp = estimators.get("importance", {})
-        prior = estimators.get("prior", {})
-        sizes.add(
-            f"S = {imp.get('n_importance', '?')} (importance), {prior.get('n_prior', '?')} "
-            f"(prior), {metrics.get('n_test', '?')} test images"
-        )
-        label = _model_label(cfg, model, depth, latent_dim)
-        if spec.dataset != "bmnist":
-            label += f" on {spec.dataset}"
-        vae_run = vae_runs.get((spec.dataset, depth, latent_dim)) if kind != "vae" else None
-        diff, diff_sem = paired_difference(cfg, spec.name, vae_run) if vae_run else (None, None)
-        rows.append(
-            [
-                label,
-                spec.name,
-                _slides_value(slides) if slides is not None else "—",
-                "—",
-                _fmt(imp.get("mean"), imp.get("sem")),
-                _fmt(prior.get("mean"), prior.get("sem")),
-                _fmt(diff, diff_sem),
-            ]
-        )
-        csv_rows.append(
-            {
-                "method": label,
-                "run": spec.name,
-                "model": model,
-                "kind": kind,
-                "depth": depth,
-                "latent_dim": latent_dim,
-                "dataset": spec.dataset,
-                "slides": slides,
-                "importance": imp.get("mean"),
-                "importance_sem": imp.get("sem"),
-                "n_importance": imp.get("n_importance"),
-                "prior": prior.get("mean"),
-                "prior_sem": prior.get("sem"),
-                "n_prior": prior.get("n_prior"),
-                "n_test": metrics.get("n_test"),
-                "log_prior": imp.get("log_prior"),
-                "paired_vae_run": vae_run,
-                "paired_difference": diff,
-                "paired_difference_sem": diff_sem,
-            }
-        )
-    covered = {(r["kind"], r["depth"]) for r in csv_rows if r["dataset"] == "bmnist"}
     for (kind, depth), value in SLIDES_TABLE2.items():
         if (kind, depth) in covered:
             continue  # the slides' number stands beside our run(s) above
@@ -464,11 +531,12 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
                 "slides": value,
             }
         )
-    ours_static = _bmnist_is_larochelle(cfg)
-    for published in PUBLISHED_TABLE2:
-        row, csv_row = _published_row(published, ours_static)
-        rows.append(row)
-        csv_rows.append(csv_row)
+    return rows, csv_rows
+
+
+def _loglik_notes(cfg: dict[str, Any], sizes: set[str]) -> list[str]:
+    """Table 2's footnotes: the estimators and their sizes, what the paired difference means,
+    how far the published numbers are comparable, and which data every run is on."""
     notes = [
         "Log-likelihoods are mean test log p(x) in nats ± standard error over test images "
         "(higher is better). Sizes: " + ("; ".join(sorted(sizes)) or "none") + ".",
@@ -490,13 +558,35 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
         "their binarization, S nor the number of test images.",
     ]
     notes += [f"Data: {_data_note(cfg, d)}." for d in sorted(_datasets(cfg, "loglik"))]
+    return notes
+
+
+def loglik_table(cfg: dict[str, Any]) -> Table:
+    """Binarized-MNIST test log p(x) for depths 1-4, GAE variants and VAE, slides beside ours."""
+    entries, vae_runs = _loglik_entries(cfg)
+    rows: list[list[str]] = []
+    csv_rows: list[dict[str, Any]] = []
+    for entry in entries:
+        row, csv_row = _loglik_our_row(cfg, entry, vae_runs)
+        rows.append(row)
+        csv_rows.append(csv_row)
+    covered = {(r["kind"], r["depth"]) for r in csv_rows if r["dataset"] == "bmnist"}
+    slides_rows, slides_csv_rows = _slides_only_rows(covered)
+    rows += slides_rows
+    csv_rows += slides_csv_rows
+    ours_static = _bmnist_is_larochelle(cfg)
+    for published in PUBLISHED_TABLE2:
+        row, csv_row = _published_row(published, ours_static)
+        rows.append(row)
+        csv_rows.append(csv_row)
+    sizes = {_loglik_size(entry[-1]) for entry in entries}
     return Table(
         TABLE2,
         "Table 2: test log-likelihood on binarized MNIST (nats; higher is better)",
-        headers,
+        list(LOGLIK_HEADERS),
         rows,
         csv_rows,
-        notes,
+        _loglik_notes(cfg, sizes),
     )
 
 

@@ -29,12 +29,7 @@ from tqdm import tqdm
 
 from gae.data.sources import IMAGE_SHAPES
 from gae.evaluation import eval_rows, resolve_device, take_first
-from gae.evaluation.parzen import (
-    check_sample_width,
-    grid_from_config,
-    load_samples,
-    parzen_evaluate,
-)
+from gae.evaluation.parzen import check_sample_width, load_samples, parzen_from_config
 from gae.paths import SAMPLES_FILE
 
 log = logging.getLogger(__name__)
@@ -192,16 +187,7 @@ def _parzen_rows(
     x_valid, _, _ = eval_rows(
         cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
     )
-    baseline = parzen_evaluate(
-        data["x_train"][pick],
-        x_valid,
-        x_test,
-        grid_from_config(settings),
-        refine=int(settings.get("refine", 10)),
-        chunk_size=int(settings.get("chunk_size", 2000)),
-        device=resolve_device(cfg),
-        progress=True,
-    )
+    baseline = parzen_from_config(cfg, data["x_train"][pick], x_valid, x_test)
     rows = {
         "training_images": {
             **{k: v for k, v in baseline.to_json().items() if k != "validation"},

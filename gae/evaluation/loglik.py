@@ -108,6 +108,16 @@ def _finish(lse: torch.Tensor, n_rows: int, n_samples: int) -> tuple[torch.Tenso
     return log_px, rel_var.sqrt(), ess
 
 
+def _reduce_block(
+    block, n_samples: int, cols: int, out: list[torch.Tensor], r0: int, b: int
+) -> None:
+    """Stream the block's [log w; 2 log w] over the S draws (``streaming_logsumexp``) and write
+    rows r0..r0+b of the three per-image outputs: log p(x), its Monte-Carlo s.e., the ESS."""
+    lse = streaming_logsumexp(block, n_samples, cols)
+    for buf, value in zip(out, _finish(lse, b, n_samples), strict=True):
+        buf[r0 : r0 + b] = value
+
+
 def _block_shape(n_samples: int, chunk_size: int) -> tuple[int, int]:
     """(rows, cols) with rows * cols <= chunk_size latent draws evaluated at once."""
     cols = max(1, min(n_samples, chunk_size))
@@ -208,9 +218,7 @@ def importance_log_likelihood(
             log_w = log_lik.double() + log_prior.double() - log_q.double()
             return torch.cat([log_w, 2.0 * log_w])
 
-        lse = streaming_logsumexp(block, n_samples, cols)
-        for buf, value in zip(out, _finish(lse, b, n_samples), strict=True):
-            buf[r0 : r0 + b] = value
+        _reduce_block(block, n_samples, cols, out, r0, b)
         bar.update(b)
     bar.close()
     return LoglikEstimate(out[0], out[1], out[2], n_samples)
@@ -268,9 +276,7 @@ def prior_log_likelihood(
             log_lik = pairwise_decoder_log_prob(model, xb, z_all[start:stop]).double()
             return torch.cat([log_lik, 2.0 * log_lik])
 
-        lse = streaming_logsumexp(block, n_samples, cols)
-        for buf, value in zip(out, _finish(lse, b, n_samples), strict=True):
-            buf[r0 : r0 + b] = value
+        _reduce_block(block, n_samples, cols, out, r0, b)
         bar.update(b)
     bar.close()
     return LoglikEstimate(out[0], out[1], out[2], n_samples)

@@ -276,6 +276,24 @@ def raise_bad(path: Path, run: str, why: object) -> None:
     raise GaeError(f"{path} is unusable ({why}); delete it and re-run `gae sample {run}`")
 
 
+def parzen_from_config(
+    cfg: dict[str, Any], samples: np.ndarray, x_valid: np.ndarray, x_test: np.ndarray
+) -> ParzenResult:
+    """``parzen_evaluate`` with the sigma grid, refinement, chunks and device of ``cfg``: the one
+    protocol both `gae parzen` and the diagnostics' real-image baseline follow."""
+    settings = cfg["evaluation"].get("parzen", {})
+    return parzen_evaluate(
+        samples,
+        x_valid,
+        x_test,
+        grid_from_config(settings),
+        refine=int(settings.get("refine", 10)),
+        chunk_size=int(settings.get("chunk_size", 2000)),
+        device=resolve_device(cfg),
+        progress=True,
+    )
+
+
 def parzen_run(cfg: dict[str, Any], run: str) -> Path:
     """``gae parzen RUN``: results/runs/{run}/parzen.json."""
     from gae.config import run_dir, run_spec
@@ -295,16 +313,7 @@ def parzen_run(cfg: dict[str, Any], run: str) -> Path:
     x_test, _, test_rows = eval_rows(
         cfg, data, "test", settings.get("n_test"), "evaluation.parzen.n_test"
     )
-    result = parzen_evaluate(
-        samples,
-        x_valid,
-        x_test,
-        grid_from_config(settings),
-        refine=int(settings.get("refine", 10)),
-        chunk_size=int(settings.get("chunk_size", 2000)),
-        device=resolve_device(cfg),
-        progress=True,
-    )
+    result = parzen_from_config(cfg, samples, x_valid, x_test)
     out = run_dir(cfg, run) / "parzen.json"
     images = {"valid_images": valid_rows, "test_images": test_rows}
     atomic_write_json(out, {"run": run, "dataset": spec.dataset, **result.to_json(), **images})

@@ -23,7 +23,11 @@ from gae.paths import (
     PER_IMAGE_FILE,
     SAMPLES_FILE,
     TRAIN_LOG_FILE,
+    TABLE_TITLES,
+    caption_file,
+    figure_dataset,
     figure_inputs,
+    figure_kind,
     figure_paths,
     report_inputs,
     table_inputs,
@@ -193,6 +197,32 @@ def benchmark_file(rule_name, name="{run}"):
 
 def report_path():
     return str(_report_path(CFG))
+
+
+# `snakemake --report results/report.html`: the figures, tables, nearest-neighbour images and
+# results/report.md are marked with report(); each caption is workflow/report/{name}.rst,
+# written from gae.paths' caption strings (the ones results/report.md uses) by
+# workflow/scripts/report_captions.py. A per-data-set figure's data set is a label.
+def reported(path, category, caption, subcategory=None, **labels):
+    return report(
+        str(path),
+        caption=str(ROOT / caption_file(caption)),
+        category=category,
+        subcategory=subcategory,
+        labels=labels or None,
+    )
+
+
+def reported_figure(path):
+    kind = figure_kind(path)
+    dataset = figure_dataset(path)
+    labels = {"data set": dataset} if dataset else {}
+    return reported(path, "Figures", kind, subcategory=kind.replace("_", " "), **labels)
+
+
+def reported_table(path):
+    name = Path(path).stem
+    return reported(path, "Tables", name, subcategory=TABLE_TITLES[name], format=Path(path).suffix[1:])
 
 
 def all_outputs():

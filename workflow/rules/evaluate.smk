@@ -56,7 +56,9 @@ rule diagnose:
         code=CODE["diagnose"],
     output:
         metrics=run_file(DIAGNOSTICS_FILE),
-        figure=run_file(NEIGHBOURS_FIGURE),
+        figure=reported(
+            run_file(NEIGHBOURS_FIGURE), "Memorisation diagnostics", "nearest_neighbours", run="{run}"
+        ),
     params:
         # the test images it compares with are Parzen's (evaluation.parzen.n_test)
         settings=settings(

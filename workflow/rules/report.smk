@@ -9,7 +9,7 @@ rule figures:
         artifacts=lambda wildcards: [str(p) for p in figure_inputs(CFG)],
         code=CODE["figures"],
     output:
-        [str(p) for p in figure_paths(CFG)],
+        [reported_figure(p) for p in figure_paths(CFG)],  # captions: common.smk, reported()
     params:
         settings=settings(
             "seed", "data.subset", "data.subset_seed", "evaluate.latent", "evaluation.batch_size"
@@ -28,7 +28,7 @@ rule tables:
         artifacts=lambda wildcards: [str(p) for p in table_inputs(CFG)],
         code=CODE["tables"],
     output:
-        [str(p) for p in table_paths(CFG)],
+        [reported_table(p) for p in table_paths(CFG)],
     params:
         # the footnotes name the subset and the estimators' settings; labels name the variants
         settings=settings(
@@ -48,7 +48,7 @@ rule report:
         artifacts=lambda wildcards: [str(p) for p in report_inputs(CFG)],
         code=CODE["report"],
     output:
-        report_path(),
+        reported(report_path(), "Report", "report"),
     params:
         # the settings the report states (gae.report._settings_lines)
         settings=settings(
