@@ -334,7 +334,7 @@ def _check_model(cfg: dict[str, Any], where: Any) -> None:
 
 
 # The values the training code uses when a GAE variant leaves a key out (gae/training.py,
-# _Objective; gae/models.py, GenerativeModel). The cross-key rules below must judge a variant
+# make_objective; gae/models.py, GenerativeModel). The cross-key rules below must judge a variant
 # as training will run it, so they read the same fallbacks.
 _RUNTIME_DEFAULTS: dict[str, Any] = {
     "e_step": "sampled",
@@ -347,7 +347,7 @@ _RUNTIME_DEFAULTS: dict[str, Any] = {
 
 def _check_variant(cfg: dict[str, Any], name: str, settings: dict[str, Any], where: Any) -> None:
     """The cross-key rules of one ``models.NAME`` variant, checked at training start too
-    (``_Objective``, ``GenerativeModel``); here they fail before any job instead."""
+    (``gae.training.make_objective``, ``GenerativeModel``); here they fail before any job."""
     get = {**_RUNTIME_DEFAULTS, **settings}.get
     kind, e_step = settings["kind"], get("e_step")
 
