@@ -1,160 +1,279 @@
-"""Training throughput of the GAE (in-batch Monte-Carlo EM) and the VAE at depths 1-4.
+"""Seconds per 50,000-image training epoch of every model kind at depths 1-4, with the real loop.
 
-Full-size architecture (width 500, latent 50, batch 100, tanh, Bernoulli decoder) on
-MNIST-shaped synthetic binary data; a few hundred Adam steps each after a warm-up. Prints a table
-with samples/s per model and depth and the GAE/VAE time ratio (target: <= 1.3), and writes
-benchmarks/out/training.json. Not a test: numbers depend on the machine and its load.
+For each kind (``vae``, ``gae``: params.yaml's default GAE with its knn neighbour refresh and
+the exact-prior validation bound, ``gae-slides``, ``vamp``) and depth (run
+``bmnist-{kind}-L{depth}-z50`` under params.yaml, the paper preset), a ``gae.training.Trainer``
+is built from ``gae.config.load_config`` and timed in three parts:
 
-    .venv/bin/python benchmarks/bench_training.py [--steps 300] [--threads N] [--device cpu]
+- ``steps_s``: minibatch steps (``Trainer.train_step``: objective, backward, clipping, Adam,
+  the device-side log) of a real epoch, a measured number of them after a warm-up,
+  extrapolated to the steps of a 50,000-image epoch (``_batches``: 500 at batch 100);
+- ``start_epoch_s``: the objective's per-epoch work, measured once (the GAE: re-encoding the
+  50,000 exemplars and the all-pairs neighbour search, ``GaeObjective.start_epoch``);
+- ``validation_s``: the validation bound at full size, measured once (``validation_elbo`` on
+  all of x_valid under the model's own prior; the GAE's: the exact 50,000-component mixture).
+
+``epoch_s`` is their sum (one validation per epoch: ``train.validate_every: 1``) and
+``gae_over_vae`` the GAE/VAE ratio per depth (also of steps alone). Writes
+benchmarks/out/training.json atomically (device, torch version, threads, n_train, batch size,
+data source and every measured number). Not a test: numbers depend on the machine and its load.
+
+    .venv/bin/python benchmarks/bench_training.py --quick     # ~4 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_training.py [--steps 100] [--device cuda] [--compile]
+        [--threads N] [--kinds vae,gae] [--depths 1,2] [--out FILE]
+
+``--compile`` also times the steps under ``train.compile`` (its compilation excluded: warm-up),
+``reduce-overhead`` on CUDA, ``true`` elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from gae.models import build_model
-from gae.objectives import gae_knn_objective, gae_objective, nearest_exemplars, vae_objective
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-BATCH = 100
-KNN = 10
-OUT = Path(__file__).resolve().parent / "out" / "training.json"
+from gae import training  # noqa: E402
+from gae.config import load_config  # noqa: E402
+from gae.io import atomic_save_npz, atomic_write_text  # noqa: E402
+
+OUT = REPO / "benchmarks" / "out" / "training.json"
+KINDS = ("vae", "gae", "gae-slides", "vamp")
+DEPTHS = (1, 2, 3, 4)
+EPOCH_IMAGES = 50_000
+NO_EVALUATIONS = {"parzen": [], "loglik": [], "diagnostics": [], "latent": []}
 
 
-def make_stepper(kind: str, depth: int, device: torch.device):
-    """A closure running one training step (forward, backward, Adam) of a full-size model."""
-    torch.manual_seed(0)
-    arch = {
-        "data_dim": 784,
-        "latent_dim": 50,
-        "depth": depth,
-        "hidden_units": 500,
-        "activation": "tanh",
-        "logvar_min": -6.0,
-        "logvar_max": 2.0,
-        "likelihood": "bernoulli",
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _data_folder(scratch: Path) -> tuple[Path, str]:
+    """The prepared bmnist (data/prepared/bmnist.npz), or synthetic binary data of its shape
+    (50,000 / 10,000 / 10,000 x 784, each pixel on with probability 0.13, as in MNIST) when it
+    is absent or unreadable; returns the data folder and a description for the JSON."""
+    cfg = load_config(base=REPO / "params.yaml", overrides={"evaluate": NO_EVALUATIONS})
+    from gae.data.prepare import load_prepared
+
+    data = REPO / cfg["paths"]["data"]
+    try:
+        load_prepared({**cfg, "paths": {**cfg["paths"], "data": str(data)}}, "bmnist")
+        meta = json.loads((data / "prepared" / "bmnist.json").read_text())
+        source = meta.get("source") or meta.get("sources") or "unknown"
+        return data, f"prepared bmnist ({data / 'prepared' / 'bmnist.npz'}; sources: {source})"
+    except Exception as exc:  # noqa: BLE001 (any failure: fall back, and say so)
+        rng = np.random.default_rng(0)
+        splits = {
+            f"x_{name}": (rng.random((n, 784)) < 0.13).astype(np.float32)
+            for name, n in (("train", 50_000), ("valid", 10_000), ("test", 10_000))
+        }
+        atomic_save_npz(scratch / "data" / "prepared" / "bmnist.npz", **splits)
+        return scratch / "data", f"synthetic binary data of bmnist's shape ({exc})"
+
+
+def _config(data: Path, results: Path, device: str, compile_setting: Any) -> dict[str, Any]:
+    runs = [f"bmnist-{kind}-L{depth}-z50" for kind in KINDS for depth in DEPTHS]
+    train: dict[str, Any] = {"compile": compile_setting}
+    return load_config(
+        base=REPO / "params.yaml",
+        overrides={
+            "device": device,
+            "paths": {"data": str(data), "results": str(results)},
+            "train": train,
+            "runs": runs,
+            "evaluate": NO_EVALUATIONS,
+        },
+    )
+
+
+def _trainer(cfg: dict[str, Any], run: str, cache: dict[str, Any]) -> training.Trainer:
+    """A real Trainer; the data are read from disk once for all of them."""
+    real = training.load_training_data
+    if "data" not in cache:
+        cache["data"] = real(cfg, "bmnist")
+    training.load_training_data = lambda *_: cache["data"]
+    try:
+        return training.Trainer(cfg, run)
+    finally:
+        training.load_training_data = real
+
+
+def time_steps(trainer: training.Trainer, warmup: int, steps: int) -> dict[str, float]:
+    """Seconds per ``train_step`` over ``steps`` steps of epoch 1 (after ``warmup`` steps),
+    and the steps of a 50,000-image epoch at the run's batch size."""
+    device = trainer.device
+    perm = torch.randperm(trainer.n_train, generator=trainer.perm_gen).to(device)
+    batches = training._batches(perm, trainer.train_cfg.batch_size)
+    need = warmup + steps
+    batches = (batches * math.ceil(need / len(batches)))[:need]
+    log = training.StepLog(len(batches))
+    trainer.model.train()
+    for step, index in enumerate(batches[:warmup], start=1):
+        trainer.train_step(index, 1, step, log)
+    log.read(upto=warmup)
+    _sync(device)
+    started = time.perf_counter()
+    for step, index in enumerate(batches[warmup:], start=warmup + 1):
+        trainer.train_step(index, 1, step, log)
+    log.read()  # the epoch's one host synchronisation, as in train_epoch
+    _sync(device)
+    per_step = (time.perf_counter() - started) / steps
+    epoch_steps = len(training._batches(torch.arange(EPOCH_IMAGES), trainer.train_cfg.batch_size))
+    return {
+        "step_ms": per_step * 1e3,
+        "epoch_steps": epoch_steps,
+        "steps_s": per_step * epoch_steps,
     }
-    model = build_model("gae" if kind.startswith("gae") else "vae", arch).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def time_once(device: torch.device, fn) -> float:
+    _sync(device)
+    started = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def measure(
+    cfg: dict[str, Any], run: str, cache: dict[str, Any], warmup: int, steps: int
+) -> dict[str, Any]:
+    trainer = _trainer(cfg, run, cache)
+    device = trainer.device
+    # the objective's per-epoch work (GAE: encode all exemplars + neighbour search), once
+    start_s = time_once(
+        device, lambda: trainer.objective.start_epoch(trainer.model, trainer.x_train, 1)
+    )
+    row: dict[str, Any] = {"run": run, "n_train": trainer.n_train, "start_epoch_s": start_s}
+    row.update(time_steps(trainer, warmup, steps))
     gen = torch.Generator(device=device).manual_seed(0)
-    data = (torch.rand(50 * BATCH, 784, device=device) < 0.3).float()
-    if kind == "gae-knn":  # k = KNN nearest exemplars, refreshed once (the loop: every epoch)
-        neighbours = nearest_exemplars(model.encode_all(data)[0], KNN)
-
-    def step(i: int) -> None:
-        x = data[(i % 50) * BATCH : (i % 50 + 1) * BATCH]
-        if kind == "gae":
-            terms = gae_objective(model, x, 50_000, lambda_mu=1e-3, lambda_sigma=1.0, generator=gen)
-        elif kind == "gae-knn":
-            index = torch.arange((i % 50) * BATCH, (i % 50 + 1) * BATCH, device=device)
-            nb = neighbours[index]
-            in_batch = (nb[:, :, None] == index[None, None, :]).any(dim=1)
-            terms = gae_knn_objective(
-                model,
-                x,
-                data[nb],
-                in_batch,
-                50_000,
-                lambda_mu=1e-3,
-                lambda_sigma=1.0,
-                generator=gen,
-            )
-        else:
-            terms = vae_objective(model, x, generator=gen)
-        loss = -terms.surrogate.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        # the training loop reads these every step (NaN guard, log sums)
-        loss.item()
-        terms.objective.sum().item()
-
-    return step
+    row["validation_s"] = time_once(
+        device,
+        lambda: training.validation_elbo(
+            trainer.model, trainer.x_train, trainer.x_valid, gen, trainer.eval_batch
+        ),
+    )
+    row["n_valid"] = int(trainer.x_valid.shape[0])
+    # the extras scale with n_train (search: n^2); steps are already per 50,000 images
+    row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"]
+    return row
 
 
-def timed_block(step, device: torch.device, steps: int) -> float:
-    """Samples per second over ``steps`` consecutive steps."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * BATCH / (time.perf_counter() - start)
-
-
-def compare(depth: int, device: torch.device, steps: int, rounds: int) -> dict[str, float]:
-    """Best-of-``rounds`` throughput of VAE and GAE, blocks interleaved so that background load
-    on a shared machine hits both alike."""
-    steppers = {kind: make_stepper(kind, depth, device) for kind in ("vae", "gae", "gae-knn")}
-    for step in steppers.values():
-        for i in range(10):  # warm-up
-            step(i)
-    best = dict.fromkeys(steppers, 0.0)
-    for _ in range(rounds):
-        for kind, step in steppers.items():
-            best[kind] = max(best[kind], timed_block(step, device, steps // rounds))
-    return best
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing blocks")
+    parser.add_argument("--quick", action="store_true", help="fewer steps (~4 min on 2 cores)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps before")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", action="append", default=None, help="cpu and/or cuda")
-    args = parser.parse_args()
+    parser.add_argument("--device", default=None, help="cpu | cuda (default: auto)")
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
+    parser.add_argument("--compile", action="store_true", help="also time train.compile steps")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    steps = args.steps or (8 if args.quick else 100)
+    warmup = args.warmup if args.warmup is not None else (2 if args.quick else 10)
     if args.threads:
         torch.set_num_threads(args.threads)
-    devices = args.device or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = []
-    header = ("device", "depth", "VAE samples/s", "GAE samples/s", "GAE/VAE time")
-    header += ("GAE-knn10 samples/s", "knn/VAE time")
-    print(
-        f"{header[0]:<6} {header[1]:>5} {header[2]:>14} {header[3]:>14} {header[4]:>13}"
-        f" {header[5]:>20} {header[6]:>13}"
-    )
-    for name in devices:
-        device = torch.device(name)
-        for depth in (1, 2, 3, 4):
-            best = compare(depth, device, args.steps, args.rounds)
-            vae, gae, knn = best["vae"], best["gae"], best["gae-knn"]
-            row = {
-                "device": name,
+    device_name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kinds = [k for k in args.kinds.split(",") if k]
+    depths = [int(d) for d in args.depths.split(",") if d]
+    began = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        data, source = _data_folder(Path(scratch))
+        cfg = _config(data, Path(scratch) / "results", device_name, False)
+        ccfg = None
+        if args.compile:
+            mode = "reduce-overhead" if device_name == "cuda" else True
+            ccfg = _config(data, Path(scratch) / "results", device_name, mode)
+        cache: dict[str, Any] = {}
+        for depth in depths:
+            for kind in kinds:
+                run = f"bmnist-{kind}-L{depth}-z50"
+                row = {"kind": kind, "depth": depth, **measure(cfg, run, cache, warmup, steps)}
+                if ccfg is not None:
+                    trainer = _trainer(ccfg, run, cache)
+                    trainer.objective.start_epoch(trainer.model, trainer.x_train, 1)
+                    compiled = time_steps(trainer, max(warmup, 5), steps)
+                    row["compiled_step_ms"] = compiled["step_ms"]
+                    row["compiled_steps_s"] = compiled["steps_s"]
+                    row["compiled_epoch_s"] = (
+                        compiled["steps_s"] + row["start_epoch_s"] + row["validation_s"]
+                    )
+                rows.append(row)
+                print(
+                    f"{kind:<10} L{depth}  step {row['step_ms']:7.2f} ms  steps/epoch "
+                    f"{row['steps_s']:7.2f} s  start_epoch {row['start_epoch_s']:6.2f} s  "
+                    f"validation {row['validation_s']:6.2f} s  epoch {row['epoch_s']:7.2f} s"
+                    + (
+                        f"  compiled step {row['compiled_step_ms']:.2f} ms"
+                        if "compiled_step_ms" in row
+                        else ""
+                    ),
+                    flush=True,
+                )
+    ratios = []
+    by = {(r["kind"], r["depth"]): r for r in rows}
+    for depth in depths:
+        vae, gae = by.get(("vae", depth)), by.get(("gae", depth))
+        if vae and gae:
+            ratio = {
                 "depth": depth,
-                "vae_samples_per_s": round(vae, 1),
-                "gae_samples_per_s": round(gae, 1),
-                "gae_over_vae_time": round(vae / gae, 3),
-                "gae_knn10_samples_per_s": round(knn, 1),
-                "gae_knn10_over_vae_time": round(vae / knn, 3),
-                "vae_epoch_s_50k": round(50_000 / vae, 2),
-                "gae_epoch_s_50k": round(50_000 / gae, 2),
+                "gae_over_vae": gae["epoch_s"] / vae["epoch_s"],
+                "gae_over_vae_steps_only": gae["steps_s"] / vae["steps_s"],
             }
-            rows.append(row)
+            ratios.append(ratio)
             print(
-                f"{name:<6} {depth:>5} {vae:>14.0f} {gae:>14.0f} {row['gae_over_vae_time']:>13.2f}"
-                f" {knn:>20.0f} {row['gae_knn10_over_vae_time']:>13.2f}"
+                f"depth {depth}: GAE/VAE epoch {ratio['gae_over_vae']:.2f}x "
+                f"(steps only {ratio['gae_over_vae_steps_only']:.2f}x)"
             )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "steps": args.steps,
-        "rounds": args.rounds,
-        "statistic": "best block of steps/rounds steps, VAE and GAE blocks interleaved",
-        "batch_size": 100,
-        "width": 500,
-        "latent_dim": 50,
+    device = torch.device(device_name)
+    result = {
+        "meta": {
+            "device": device_name,
+            "device_name": (
+                torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu_count": __import__("os").cpu_count(),
+            "quick": args.quick,
+            "warmup_steps": warmup,
+            "timed_steps": steps,
+            "n_train": rows[0]["n_train"] if rows else None,
+            "n_valid": rows[0]["n_valid"] if rows else None,
+            "epoch_images": EPOCH_IMAGES,
+            "batch_size": cfg["train"]["batch_size"],
+            "validate_every": cfg["train"].get("validate_every", 1),  # epoch_s: one validation
+            "hidden_units": cfg["model"]["hidden_units"],
+            "latent_dim": 50,
+            "data": source,
+            "params": "params.yaml (paper preset), models.{vae,gae,gae-slides,vamp} as there",
+            "epoch_s": "steps_s (step time x steps per 50,000 images) + start_epoch_s + "
+            "validation_s (each measured once at full size)",
+            "wall_s": time.perf_counter() - began,
+        },
+        "rows": rows,
+        "gae_over_vae": ratios,
     }
-    OUT.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out} in {result['meta']['wall_s']:.0f} s")
+    return result
 
 
 if __name__ == "__main__":

@@ -295,6 +295,7 @@ def validate_config(
         raise ConfigError(f"{where(err.absolute_path)}: key '{key}': {err.message}{hint}")
     _check_runs(cfg, where)
     _check_model(cfg, where)
+    _check_validation_interval(cfg, where)
     for name, settings in cfg["models"].items():
         _check_variant(cfg, name, settings, where)
 
@@ -315,6 +316,20 @@ def _check_runs(cfg: dict[str, Any], where: Any) -> None:
                 f"{where(['evaluate', evaluation])}: 'evaluate.{evaluation}' lists {missing}, "
                 f"which are not in 'runs'; add them to 'runs' or remove them here"
             )
+
+
+def _check_validation_interval(cfg: dict[str, Any], where: Any) -> None:
+    """A plateau schedule judges validated epochs only: its lr_decay_epochs must be a whole
+    number of validation intervals (``gae.schedules.make_scheduler``)."""
+    train = cfg.get("train", {})
+    every = int(train.get("validate_every", 1))
+    decay = int(train.get("lr_decay_epochs", 5))
+    if every > 1 and train.get("lr_schedule", "constant") == "plateau" and decay % every:
+        raise ConfigError(
+            f"{where(['train', 'lr_decay_epochs'])}: train.lr_decay_epochs ({decay}) must be a "
+            f"multiple of train.validate_every ({every}, {where(['train', 'validate_every'])}) "
+            f"with lr_schedule: plateau, which judges validated epochs only; change either"
+        )
 
 
 def _check_model(cfg: dict[str, Any], where: Any) -> None:

@@ -220,6 +220,8 @@ def training_curves_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Pat
             raise GaeError(
                 f"{log_path} lacks the columns {sorted(missing)}; re-run `gae train {run}`"
             )
+        # epochs without validation (train.validate_every > 1) have no valid_objective: NaN,
+        # which the line plot skips
         frame = frame[["epoch", "train_objective", "valid_objective"]].copy()
         frame["run"] = run
         frames.append(frame)

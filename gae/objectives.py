@@ -168,6 +168,48 @@ def nearest_exemplars(means: torch.Tensor, k: int, chunk_size: int = 2048) -> to
     return torch.cat(out)
 
 
+def ivf_nearest_exemplars(
+    means: torch.Tensor, k: int, n_lists: int | None = None, n_probe: int = 16, seed: int = 0
+) -> torch.Tensor:
+    """(n, k) indices of each row's k nearest OTHER rows of ``means``, searched in an inverted
+    file index (FAISS ``IndexIVFFlat``): the codes are split into ``n_lists`` k-means cells
+    and each row is compared, with exact distances, only with the rows of its ``n_probe``
+    nearest cells, about n * n_probe / n_lists of them instead of all n.
+
+    Approximate: a true neighbour in an unprobed cell is missed (the recall is measured by
+    ``benchmarks/bench_neighbours.py``). Any list of other exemplars keeps the GAE's bound a
+    bound, so a missed neighbour loosens it slightly and never invalidates it (docs/method.md,
+    "Neighbour refresh"). Falls back to the exact ``nearest_exemplars`` where the probed cells
+    hold fewer than k + 1 rows. CPU only (FAISS's CPU index); the codes are copied to it.
+    """
+    import faiss  # optional: only the ivf search needs it (pip install faiss-cpu)
+
+    n, d = means.shape
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"need 1 <= k <= n - 1 nearest exemplars, got k={k}, n={n}")
+    n_lists = n_lists or max(1, int(2 * math.sqrt(n)))
+    if n < 39 * n_lists or n_probe >= n_lists:  # too few rows to train the cells: all pairs
+        return nearest_exemplars(means, k)
+    codes = means.detach().to("cpu", torch.float32).contiguous().numpy()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, n_lists)
+    index.cp.seed = seed
+    index.cp.niter = 10
+    index.train(codes)
+    index.add(codes)
+    index.nprobe = n_probe
+    found = torch.from_numpy(index.search(codes, k + 1)[1])  # (n, k + 1), nearest first
+    if bool((found < 0).any()):
+        return nearest_exemplars(means, k)
+    own = found == torch.arange(n)[:, None]
+    # drop the row itself (found first, at distance 0) or, if a duplicate code took its place,
+    # the farthest of the k + 1
+    drop = torch.where(own.any(dim=1), own.int().argmax(dim=1), k)
+    keep = torch.ones_like(found, dtype=torch.bool)
+    keep[torch.arange(n), drop] = False
+    return found[keep].reshape(n, k).to(means.device)
+
+
 def gae_knn_objective(
     model: GenerativeModel,
     x: torch.Tensor,

@@ -47,9 +47,12 @@ def schedule_settings(train_cfg: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, lr_decay: dict[str, Any] | None
+    optimizer: torch.optim.Optimizer, lr_decay: dict[str, Any] | None, validate_every: int = 1
 ) -> Scheduler | None:
-    """The torch scheduler of ``schedule_settings``' dict (None: a constant rate)."""
+    """The torch scheduler of ``schedule_settings``' dict (None: a constant rate).
+
+    A plateau scheduler is stepped on validated epochs only (``train.validate_every`` = V), so
+    its patience of P epochs is P / V validations (``gae.config`` requires V to divide P)."""
     if lr_decay is None:
         return None
     if "every" in lr_decay:
@@ -58,7 +61,7 @@ def make_scheduler(
         optimizer,
         mode="max",
         factor=lr_decay["factor"],
-        patience=lr_decay["patience"] - 1,
+        patience=lr_decay["patience"] // validate_every - 1,
         threshold=0.0,
         threshold_mode="abs",
         min_lr=0.0,
@@ -66,11 +69,12 @@ def make_scheduler(
     )
 
 
-def step_scheduler(scheduler: Scheduler | None, valid: float) -> None:
-    """End an epoch whose validation bound is ``valid``: a plateau scheduler judges it, a fixed
-    schedule only counts the epoch."""
+def step_scheduler(scheduler: Scheduler | None, valid: float | None) -> None:
+    """End an epoch whose validation bound is ``valid`` (None: not validated): a plateau
+    scheduler judges a validated epoch, a fixed schedule only counts every epoch."""
     if isinstance(scheduler, ReduceLROnPlateau):
-        scheduler.step(valid)
+        if valid is not None:
+            scheduler.step(valid)
     elif scheduler is not None:
         scheduler.step()
 

@@ -193,3 +193,44 @@ def study_jobs(rows: list[StudyRow]) -> list[tuple[StudyRow, int, str]]:
     """Every (row, seed, run) the study trains."""
     return [(row, seed, run) for row in rows for seed in row.seeds for run in row.runs]
 
+
+
+# ---- the committed record of per-image estimates ------------------------------------------------
+
+PER_IMAGE_RECORD = "loglik_images.csv"  # text, so the committed record stays diffable
+PER_IMAGE_COLUMNS = ("test_index", "importance_log_px")
+
+
+def record_per_image(npz_path: Path, csv_path: Path) -> None:
+    """``loglik_images.npz`` -> ``loglik_images.csv`` (test row, importance estimate), every float
+    written with 17 significant digits so that reading it back gives the same float64 values
+    (the paired differences of the study tables are computed from it). Written atomically."""
+    import io
+
+    import numpy as np
+
+    from gae.io import atomic_write_text
+
+    with np.load(npz_path) as data:
+        missing = [key for key in PER_IMAGE_COLUMNS if key not in data.files]
+        if missing:
+            raise GaeError(f"{npz_path} lacks {missing}; re-run its `gae loglik`")
+        index, values = data["test_index"], data["importance_log_px"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PER_IMAGE_COLUMNS)
+    writer.writerows((int(i), repr(float(v))) for i, v in zip(index, values, strict=True))
+    atomic_write_text(csv_path, buffer.getvalue())
+
+
+def read_per_image(csv_path: Path) -> tuple[Any, Any]:
+    """(test_index int64, importance_log_px float64) from a ``record_per_image`` file."""
+    import numpy as np
+
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and set(PER_IMAGE_COLUMNS) - set(rows[0]):
+        raise GaeError(f"{csv_path} lacks the columns {PER_IMAGE_COLUMNS}; rebuild its record")
+    index = np.array([int(r["test_index"]) for r in rows], dtype=np.int64)
+    values = np.array([float(r["importance_log_px"]) for r in rows], dtype=np.float64)
+    return index, values

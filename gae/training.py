@@ -64,6 +64,7 @@ from gae.objectives import (
     gae_knn_objective,
     gae_objective,
     gae_posterior_objective,
+    ivf_nearest_exemplars,
     nearest_exemplars,
     neighbour_exemplar_log_prior,
     trivial_log_likelihood,
@@ -266,6 +267,7 @@ class GaeObjective(VariantObjective):
             # the all-pairs search dominates a CPU epoch; the codes themselves are re-encoded
             # every epoch, only the neighbour lists may be reused for a few epochs
             self.refresh_every = int(settings.get("neighbour_refresh_epochs", 1))
+            self.search = settings.get("neighbour_search", "exact")
             if not 1 <= self.k <= n_train - 2:
                 raise GaeError(
                     f"run {run}: {self.variant_key('n_candidates')} = {self.k} nearest "
@@ -282,9 +284,16 @@ class GaeObjective(VariantObjective):
         if self.candidates == "knn":
             means, logvars = model.encode_all(x_train)
             if self.neighbours is None or (epoch - 1) % self.refresh_every == 0:
-                self.neighbours = nearest_exemplars(means, self.k)
+                self.neighbours = self.search_neighbours(means, epoch)
             # posterior E-step: the prior's components for this epoch (the M-step of p(z))
             self.cached = (means, logvars)
+
+    def search_neighbours(self, means: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Every image's k nearest exemplars by encoder mean: all pairs, or (``ivf``, on a
+        CPU) a FAISS inverted-file index whose k-means cells are seeded by the epoch."""
+        if self.search == "ivf" and means.device.type == "cpu":
+            return ivf_nearest_exemplars(means, self.k, seed=epoch)
+        return nearest_exemplars(means, self.k)
 
 
 class GaeSampledObjective(GaeObjective):
@@ -514,6 +523,10 @@ class TrainSettings:
     clip_norm: Any  # train.grad_clip_norm as configured (None: no clipping)
     optimizer: str
     lr_decay: dict[str, Any] | None
+    validate_every: int  # the validation bound every V epochs and at the last
+    # train.compile: False (eager), True (torch.compile, mode "default") or "reduce-overhead"
+    # (CUDA graphs); see ``_compile_model``
+    compile: bool | str
 
     @classmethod
     def from_config(cls, train_cfg: dict[str, Any]) -> TrainSettings:
@@ -526,6 +539,8 @@ class TrainSettings:
             clip_norm=train_cfg.get("grad_clip_norm"),
             optimizer=train_cfg.get("optimizer", "adam"),
             lr_decay=schedule_settings(train_cfg),
+            validate_every=int(train_cfg.get("validate_every", 1)),
+            compile=train_cfg.get("compile", False) or False,
         )
 
     @property
@@ -552,6 +567,120 @@ class RunFiles:
     @property
     def is_restart(self) -> bool:
         return self.checkpoint.name == RESTART_CHECKPOINT_NAME
+
+
+# ---- the GPU path: no per-step host synchronisation, fused Adam, opt-in compile ---------------
+
+
+class StepLog:
+    """One epoch's per-step numbers, kept on the device until the epoch ends.
+
+    Row ``s - 1`` of ``rows`` holds step s's loss, its pre-clip gradient norm (with clipping
+    only) and the minibatch sums of the objective and of each logged part, in the dtype they
+    were computed in (float32), so that ``read`` returns exactly what a per-step ``.item()``
+    returned. ``sums`` then adds them up in step order in Python floats (float64), the
+    arithmetic the per-step loop did, so the logged means are bit-identical to it.
+    """
+
+    def __init__(self, n_steps: int) -> None:
+        self.n_steps = n_steps
+        self.rows: Tensor | None = None  # allocated at the first step (its columns, device, dtype)
+        self.names: list[str] = []  # the sums' names after the loss (and norm) columns
+        self.sizes: list[int] = []  # minibatch sizes (host-side: shapes need no sync)
+        self.clipped = False
+
+    def add(
+        self,
+        step: int,
+        size: int,
+        loss: Tensor,
+        norm: Tensor | None,
+        terms: ObjectiveTerms,
+    ) -> None:
+        """Write step ``step``'s row (device-side copies only)."""
+        values = [loss.detach()] + ([norm] if norm is not None else [])
+        values += [terms.objective.sum(), *(value.sum() for value in terms.parts.values())]
+        row = torch.stack(values)
+        if self.rows is None:
+            self.rows = row.new_empty((self.n_steps, row.shape[0]))
+            self.names = ["train_objective", *terms.parts]
+            self.clipped = norm is not None
+        self.rows[step - 1] = row
+        self.sizes.append(size)
+
+    def read(self, upto: int | None = None) -> list[list[float]]:
+        """The rows of the first ``upto`` steps (all by default) as Python floats: ONE
+        device-to-host copy."""
+        if self.rows is None:
+            return []
+        return self.rows[: self.n_steps if upto is None else upto].tolist()
+
+    def sums(self, rows: list[list[float]], limit: float | None) -> dict[str, float]:
+        """Per-image sums over the epoch (``Trainer.record`` divides by n): ``grad_norm`` and
+        ``clipped_share`` (with clipping), ``train_objective`` and the parts, in that order
+        (train_log.csv's columns)."""
+        sums: dict[str, float] = {}
+        for row, size in zip(rows, self.sizes, strict=True):
+            values = iter(row[1:])
+            if self.clipped:
+                norm = next(values)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm * size
+                sums["clipped_share"] = sums.get("clipped_share", 0.0) + float(norm > limit) * size
+            for name, value in zip(self.names, values, strict=True):
+                sums[name] = sums.get(name, 0.0) + value
+        return sums
+
+
+def _make_adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam: fused (one kernel for all parameters) when they are on CUDA; torch's default
+    elsewhere, so CPU numerics are unchanged. A resumed run keeps the variant its checkpoint
+    was made with (``load_state_dict`` restores the param group's ``fused``), so a resume is
+    bit-identical on the device that made the checkpoint."""
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _normalise_gradients_foreach(model: torch.nn.Module) -> None:
+    """``_normalise_gradients`` in three multi-tensor kernels instead of two per tensor (CUDA:
+    the per-tensor loop is launch-bound). The same arithmetic, grad / (||grad|| + 1e-7); the
+    norms' reduction order may differ from ``Tensor.norm`` in the last bit."""
+    grads = [param.grad for param in model.parameters() if param.grad is not None]
+    if not grads:
+        return
+    norms = torch._foreach_norm(grads)
+    torch._foreach_add_(norms, 1e-7)
+    torch._foreach_div_(grads, norms)
+
+
+COMPILE_RECOMPILE_LIMIT = 64  # static shapes: one graph per input shape and grad mode
+
+
+def _compile_model(model: GenerativeModel, setting: bool | str, device: torch.device) -> bool:
+    """``train.compile``: torch.compile the networks every objective calls, in place
+    (``nn.Module.compile``: parameters, state_dict keys, checkpoints and model.pt unchanged).
+
+    Compiled: the encoder (the VampPrior encodes its pseudo-inputs with it too) and the
+    decoder's MLP, forward and backward. Eager: the noise draws (they use the run's generator,
+    which dynamo does not trace) and the objectives' arithmetic. ``True`` is mode "default";
+    ``"reduce-overhead"`` adds CUDA graphs (on CUDA; on the CPU it is the default mode).
+    Shapes are static (``dynamic=False``): every input shape gets its own graph, whatever order
+    the shapes come in, so a resumed process compiles the same graphs as an uninterrupted one.
+    Numerics: Inductor fuses and vectorises elementwise ops (tanh, softplus, exp), which round
+    differently from eager kernels, so a compiled run is not bit-identical to an eager one (the
+    fingerprint records ``compile``). Returns whether steps must be marked for CUDA graphs."""
+    if not setting:
+        return False
+    mode = "reduce-overhead" if setting == "reduce-overhead" else "default"
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the name differs across versions
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), COMPILE_RECOMPILE_LIMIT))
+    model.encoder.compile(mode=mode, dynamic=False)
+    net = getattr(model.decoder, "net", None)
+    if isinstance(net, torch.nn.Module):
+        net.compile(mode=mode, dynamic=False)
+    return mode == "reduce-overhead" and device.type == "cuda"
 
 
 # ---- the trainer -------------------------------------------------------------------------------
@@ -610,9 +739,10 @@ class Trainer:
         return architecture
 
     def _fingerprint_parts(self) -> dict[str, Any]:
-        """Everything a resumed checkpoint must have been made with."""
+        """Everything a resumed checkpoint must have been made with (``validate_every`` only
+        when it is not 1, so that the runs made before it existed keep their fingerprints)."""
         train = self.train_cfg
-        return {
+        parts = {
             "kind": self.kind,
             "architecture": self.architecture,
             "settings": self.settings,
@@ -627,6 +757,11 @@ class Trainer:
                 for key in ("x_train", "x_valid")
             ],
         }
+        if train.validate_every != 1:
+            parts["validate_every"] = train.validate_every
+        if train.compile:  # Inductor's kernels round differently from eager ones (_compile_model)
+            parts["compile"] = train.compile
+        return parts
 
     def _build(self) -> None:
         """Fresh state: seeds, model, optimizer, scheduler and the loop's generators (a resumed
@@ -637,8 +772,10 @@ class Trainer:
         self.model = build_model(self.kind, self.architecture, meta={}).to(self.device)
         if self.kind == "vamp":  # before the optimizer and any resume, which then overwrites it
             initialise_pseudo_inputs(self.model, self.settings, self.x_train, self.seed)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr)
-        self.scheduler = make_scheduler(self.optimizer, self.train_cfg.lr_decay)
+        self.optimizer = _make_adam(self.model.parameters(), self.train_cfg.lr, self.device)
+        self.scheduler = make_scheduler(
+            self.optimizer, self.train_cfg.lr_decay, self.train_cfg.validate_every
+        )
         self.noise_gen = torch.Generator(device=self.device).manual_seed(
             derive_seed(self.seed, "noise")
         )
@@ -650,6 +787,9 @@ class Trainer:
             "stopped": False,
             "log_rows": [],
         }
+        # train.compile: after the optimizer (compiling changes no parameter); CUDA graphs need
+        # each step marked as a new iteration (train_step)
+        self.cudagraphs = _compile_model(self.model, self.train_cfg.compile, self.device)
 
     # ---- restore ----
 
@@ -720,44 +860,67 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training set in a fresh random order; the per-image sums of the
-        objective and its logged parts."""
+        objective and its logged parts.
+
+        No step waits for the device: each writes its loss, gradient norm and term sums into a
+        row of a device tensor (``StepLog``), read back ONCE at the end of the epoch. There the
+        non-finite guard finds the first bad step (the epoch is then never recorded, so the last
+        checkpoint stays) and the sums are added on the host in step order, exactly as a
+        per-step ``.item()`` loop added them, so train_log.csv is bit-identical to it.
+        x_train, x_valid and the knn lists live on the device for the whole run; the permutation
+        is drawn by the CPU generator ``perm_gen`` (the same order on every device; its state is
+        in the checkpoint) and copied to the device once per epoch, with its minibatches."""
         self.objective.start_epoch(self.model, self.x_train, epoch)
         self.model.train()
-        sums: dict[str, float] = {}
         perm = torch.randperm(self.n_train, generator=self.perm_gen).to(self.device)
         batches = _batches(perm, self.train_cfg.batch_size)
+        steps = StepLog(len(batches))
         bar = tqdm(batches, desc=f"{self.run} epoch {epoch}/{self.train_cfg.epochs}", leave=False)
-        for step, index in enumerate(bar, start=1):
-            self.train_step(index, epoch, step, sums)
-        bar.close()
-        return sums
+        step = 0
+        try:
+            for step, index in enumerate(bar, start=1):
+                self.train_step(index, epoch, step, steps)
+        except Exception:
+            # a step that failed after a non-finite one (NaN weights): report the first cause
+            self._raise_if_non_finite(steps.read(upto=step - 1), epoch)
+            raise
+        finally:
+            bar.close()
+        rows = steps.read()  # the epoch's one host synchronisation
+        self._raise_if_non_finite(rows, epoch)
+        return steps.sums(rows, self.train_cfg.clip_limit)
 
-    def train_step(
-        self, index: torch.Tensor, epoch: int, step: int, sums: dict[str, float]
-    ) -> None:
-        """One optimiser step on minibatch ``index``; adds its terms to ``sums``."""
+    def train_step(self, index: torch.Tensor, epoch: int, step: int, steps: StepLog) -> None:
+        """One optimiser step on minibatch ``index``; its loss, pre-clip gradient norm and term
+        sums go to row ``step`` of ``steps``, on the device: nothing here waits for it (the
+        guard and the sums are read once per epoch, ``train_epoch``)."""
+        if self.cudagraphs:  # train.compile: reduce-overhead, one CUDA-graph iteration per step
+            torch.compiler.cudagraph_mark_step_begin()
         terms = self.objective(self.model, self.x_train, index, self.noise_gen)
         loss = -terms.surrogate.mean()
-        if not torch.isfinite(loss).item():
-            raise TrainingError(
-                f"run {self.run}: the training objective became {loss.item()} at epoch {epoch}, "
-                f"step {step}; {self._kept()}; lower train.lr or check the data"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         limit = self.train_cfg.clip_limit
+        norm = None
         if limit is not None:  # logged: the mean pre-clip norm and the share clipped
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit).item()
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm * len(index)
-            sums["clipped_share"] = sums.get("clipped_share", 0.0) + float(norm > limit) * len(
-                index
-            )
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
         if self.train_cfg.optimizer == "adam_normgrad":
-            _normalise_gradients(self.model)
+            if self.device.type == "cuda":
+                _normalise_gradients_foreach(self.model)
+            else:  # the CPU keeps the per-tensor loop (its numerics)
+                _normalise_gradients(self.model)
         self.optimizer.step()
-        sums["train_objective"] = sums.get("train_objective", 0.0) + terms.objective.sum().item()
-        for name, value in terms.parts.items():
-            sums[name] = sums.get(name, 0.0) + value.sum().item()
+        steps.add(step, index.shape[0], loss, norm, terms)
+
+    def _raise_if_non_finite(self, rows: list[list[float]], epoch: int) -> None:
+        """TrainingError naming the epoch, the FIRST step whose objective was not finite and its
+        value, if any (rows from ``StepLog.read``; column 0 is the step's loss)."""
+        for step, row in enumerate(rows, start=1):
+            if not math.isfinite(row[0]):
+                raise TrainingError(
+                    f"run {self.run}: the training objective became {row[0]} at epoch {epoch}, "
+                    f"step {step}; {self._kept()}; lower train.lr or check the data"
+                )
 
     def _kept(self) -> str:
         """What a failed epoch leaves behind, for its error message."""
@@ -777,6 +940,11 @@ class Trainer:
         )
 
     # ---- validate ----
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` computes the validation bound: every ``validate_every``
+        epochs and always the last one, so the final model is chosen among validated epochs."""
+        return epoch % self.train_cfg.validate_every == 0 or epoch == self.train_cfg.epochs
 
     def validate(self, epoch: int) -> float:
         """The epoch's validation ELBO; stops a run whose bound is non-finite or implausible.
@@ -808,8 +976,11 @@ class Trainer:
             )
         return valid
 
-    def record(self, epoch: int, valid: float, sums: dict[str, float], seconds: float) -> None:
-        """Append the epoch's row to the log (train_log.csv's columns)."""
+    def record(
+        self, epoch: int, valid: float | None, sums: dict[str, float], seconds: float
+    ) -> None:
+        """Append the epoch's row to the log (train_log.csv's columns; an epoch that was not
+        validated leaves valid_objective empty)."""
         n = self.n_train
         row: dict[str, Any] = {"epoch": epoch, "train_objective": sums["train_objective"] / n}
         row["valid_objective"] = valid
@@ -834,15 +1005,19 @@ class Trainer:
 
     # ---- schedule ----
 
-    def schedule(self, epoch: int, valid: float) -> None:
+    def schedule(self, epoch: int, valid: float | None) -> None:
         """After validation: keep the best epoch's weights, stop after ``patience`` epochs
-        without improvement, and let the learning-rate scheduler judge the epoch."""
+        without improvement, and let the learning-rate scheduler judge the epoch. An epoch
+        without validation (``valid`` None) only counts for a fixed schedule; a validation
+        without improvement adds its whole interval to the epochs since the best."""
         state = self.state
-        if state["best"] is None or valid > state["best"]["valid"]:
+        if valid is None:
+            pass
+        elif state["best"] is None or valid > state["best"]["valid"]:
             state["best"] = {"epoch": epoch, "valid": valid, "weights": trained_weights(self.model)}
             state["epochs_since_best"] = 0
         else:
-            state["epochs_since_best"] += 1
+            state["epochs_since_best"] += self._since_last_validation(epoch)
             if state["epochs_since_best"] >= self.train_cfg.patience:
                 state["stopped"] = True
                 log.info(
@@ -853,6 +1028,11 @@ class Trainer:
                 )
         step_scheduler(self.scheduler, valid)  # the rate of the next epoch
         state["epoch"] = epoch
+
+    def _since_last_validation(self, epoch: int) -> int:
+        """Epochs since the previous validated epoch (the last epoch may come early)."""
+        every = self.train_cfg.validate_every
+        return epoch - (epoch - 1) // every * every
 
     # ---- checkpoint ----
 
@@ -921,7 +1101,7 @@ class Trainer:
                 epoch = self.state["epoch"] + 1
                 started = time.perf_counter()
                 sums = self.train_epoch(epoch)
-                valid = self.validate(epoch)
+                valid = self.validate(epoch) if self.validates(epoch) else None
                 self.record(epoch, valid, sums, time.perf_counter() - started)
                 self.schedule(epoch, valid)
                 self.save_checkpoint()

@@ -28,17 +28,11 @@ from gae.objectives import (
 )
 from gae.priors import StandardNormalPrior
 from tests.closed_form import linear_gaussian_gae_logpdf
+from tests.test_training import _one_thread  # noqa: F401  (autouse: one intra-op thread)
 
 N, D, LATENT, NOISE = 6, 4, 2, 0.8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: oversubscribed intra-op threads on a shared 2-core machine cost 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _linear_model(kind: str = "gae", seed: int = 0):

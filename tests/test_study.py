@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 
 from gae.errors import ConfigError
-from gae.study import STUDY_RECORD, STUDY_SCHEMA, load_study, study_jobs
+from gae.study import (
+    PER_IMAGE_RECORD,
+    STUDY_RECORD,
+    STUDY_SCHEMA,
+    load_study,
+    read_per_image,
+    record_per_image,
+    study_jobs,
+)
 from tests.conftest import REPO_ROOT
 
 HEADER = "variant\toverlays\tset\truns\tseeds\tevaluations\tdescription\n"
@@ -92,10 +100,11 @@ def _record_run(record: Path, variant: str, seed: int, run: str, values: np.ndar
     }
     (folder / "loglik.json").write_text(json.dumps(result))
     np.savez(
-        folder / "loglik_images.npz",
+        tmp_npz := folder.parent / f"{run}.npz",
         test_index=np.arange(len(values)) * 3,
         importance_log_px=values,
     )
+    record_per_image(tmp_npz, folder / PER_IMAGE_RECORD)  # what the study_record_images rule does
 
 
 def test_the_table_pairs_each_model_with_the_vae_of_its_depth(tmp_path, monkeypatch):
@@ -127,3 +136,14 @@ def test_committed_study_tables_are_rebuilt_identically_from_the_record(monkeypa
     for table in tables:
         assert table.stem in rows, f"{table} has no row in config/study.tsv"
         assert table.read_text() == script.make_table(rows[table.stem], STUDY_RECORD), table
+
+
+def test_the_per_image_record_is_text_that_reads_back_the_same_floats(tmp_path):
+    values = np.array([-90.123456789012345, -1e-300, -123.0, np.nextafter(-88.0, 0.0)])
+    np.savez(tmp_path / "in.npz", test_index=np.array([7, 3, 9000, 1]), importance_log_px=values)
+    record_per_image(tmp_path / "in.npz", tmp_path / PER_IMAGE_RECORD)
+    text = (tmp_path / PER_IMAGE_RECORD).read_text()
+    assert text.splitlines()[0] == "test_index,importance_log_px"
+    index, back = read_per_image(tmp_path / PER_IMAGE_RECORD)
+    assert index.tolist() == [7, 3, 9000, 1]
+    assert np.array_equal(back, values)  # 17 significant digits: the same float64, bit for bit

@@ -179,49 +179,55 @@ def importance_log_likelihood(
         raise ValueError(f"image_ids has shape {ids.shape}, expected ({n},)")
     rows, cols = _block_shape(n_samples, chunk_size)
     k = _truncation(model, prior_components)
-    if k is not None:  # every image's K nearest components, found once (encoder means)
-        prior = model.prior
-        anchors = chunked_rows(lambda xr: model.encode(xr)[0].to(prior.means.dtype), x, 1024)
-        nearest = nearest_components(prior.means, prior.logvars, anchors, k)
+    nearest = None if k is None else _nearest_prior_components(model, x, k)
     out = [torch.empty(n, dtype=torch.float64) for _ in range(3)]
     bar = tqdm(total=n, unit="img", desc="loglik: importance", disable=not progress)
     for r0 in range(0, n, rows):
         xb = x[r0 : r0 + rows]
         b = xb.shape[0]
-        mu, logvar = model.encode(xb)
-        d = mu.shape[1]
-        eps = torch.stack(
-            [
-                torch.randn(n_samples, d, generator=row_generator(seed, int(ids[r0 + i])))
-                for i in range(b)
-            ]
-        ).to(device=mu.device, dtype=mu.dtype)  # (b, S, d), drawn per image: chunk-invariant
-        std = torch.exp(0.5 * logvar)[:, None, :]
-        log_q_const = -0.5 * (logvar.sum(dim=1, keepdim=True) + d * LOG_2PI)  # (b, 1)
-        log_prior_fn = _log_prior_fn(model.prior, None if k is None else nearest[r0 : r0 + b])
-
-        def block(
-            start: int,
-            stop: int,
-            xb=xb,
-            mu=mu,
-            eps=eps,
-            std=std,
-            log_q_const=log_q_const,
-            log_prior_fn=log_prior_fn,
-        ):
-            e = eps[:, start:stop]
-            z = mu[:, None, :] + std * e  # (b, c, d)
-            log_q = log_q_const - 0.5 * (e * e).sum(dim=2)
-            log_lik = model.decoder_log_prob(xb, z)
-            log_prior = log_prior_fn(z)
-            log_w = log_lik.double() + log_prior.double() - log_q.double()
-            return torch.cat([log_w, 2.0 * log_w])
-
+        log_prior_fn = _log_prior_fn(model.prior, None if nearest is None else nearest[r0 : r0 + b])
+        block = _importance_weights(model, xb, ids[r0 : r0 + b], n_samples, seed, log_prior_fn)
         _reduce_block(block, n_samples, cols, out, r0, b)
         bar.update(b)
     bar.close()
     return LoglikEstimate(out[0], out[1], out[2], n_samples)
+
+
+def _nearest_prior_components(model: GenerativeModelLike, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Every image's K nearest exemplar components (by encoder mean), found once: (N, K)."""
+    prior = model.prior
+    anchors = chunked_rows(lambda xr: model.encode(xr)[0].to(prior.means.dtype), x, 1024)
+    return nearest_components(prior.means, prior.logvars, anchors, k)
+
+
+def _importance_weights(
+    model: GenerativeModelLike,
+    xb: torch.Tensor,
+    ids: np.ndarray,
+    n_samples: int,
+    seed: int,
+    log_prior_fn,
+):
+    """``block(start, stop)`` -> [log w; 2 log w] (2b, stop - start) for draws start:stop of
+    the images ``xb``: z = mu + std * eps from q(z|x), eps drawn per image from its own row's
+    generator (so the weights do not depend on the chunking or on the subset scored)."""
+    mu, logvar = model.encode(xb)
+    d = mu.shape[1]
+    eps = torch.stack(
+        [torch.randn(n_samples, d, generator=row_generator(seed, int(i))) for i in ids]
+    ).to(device=mu.device, dtype=mu.dtype)  # (b, S, d)
+    std = torch.exp(0.5 * logvar)[:, None, :]
+    log_q_const = -0.5 * (logvar.sum(dim=1, keepdim=True) + d * LOG_2PI)  # (b, 1)
+
+    def block(start: int, stop: int) -> torch.Tensor:
+        e = eps[:, start:stop]
+        z = mu[:, None, :] + std * e  # (b, c, d)
+        log_q = log_q_const - 0.5 * (e * e).sum(dim=2)
+        log_lik = model.decoder_log_prob(xb, z)
+        log_w = log_lik.double() + log_prior_fn(z).double() - log_q.double()
+        return torch.cat([log_w, 2.0 * log_w])
+
+    return block
 
 
 def _log_prior_fn(prior: Prior, index: torch.Tensor | None):

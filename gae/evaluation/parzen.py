@@ -93,46 +93,54 @@ def parzen_log_likelihood(
         raise ValueError(f"x {tuple(xw.shape)}, samples {tuple(sw.shape)}: need (N, D), (m, D)")
     n, d = xw.shape
     m = sw.shape[0]
-    k = sig64.shape[0]
     cols = max(1, min(chunk_size, m))
     rows = max(1, min(chunk_size, n, BLOCK_ELEMENTS // cols))
 
     s_sq = (sw * sw).sum(dim=1)  # (m,)
     scale = torch.as_tensor(-0.5 / sig64**2, dtype=dtype, device=device)  # (k,)
-    scale64 = scale.to(torch.float64)
     log_norm = torch.as_tensor(-d * (np.log(sig64) + 0.5 * LOG_2PI) - math.log(m))  # float64
 
-    out = torch.empty(k, n, dtype=torch.float64)
+    out = torch.empty(sig64.shape[0], n, dtype=torch.float64)
     bar = tqdm(total=n, unit="img", desc=desc, disable=not progress, leave=False)
     for r0 in range(0, n, rows):
         xr = xw[r0 : r0 + rows]
-        # |x - s|^2 = |x|^2 + (|s|^2 - 2 x.s): the row constant |x|^2 cancels in the shifted
-        # kernels, so each block is only the partial term, and |x|^2 is added back at the end
-        run_min: torch.Tensor | None = None  # running row min of the partial term, (r,)
-        sums = torch.zeros(k, xr.shape[0], dtype=torch.float64, device=device)
-        buf = torch.empty(xr.shape[0], cols, dtype=dtype, device=device)
-        for c0 in range(0, m, cols):
-            partial = torch.addmm(s_sq[c0 : c0 + cols], xr, sw[c0 : c0 + cols].T, alpha=-2.0)
-            block_min = partial.min(dim=1).values
-            new_min = block_min if run_min is None else torch.minimum(run_min, block_min)
-            if run_min is not None:  # rescale the sums to the new reference point
-                sums *= torch.exp(scale64[:, None] * (run_min - new_min).to(torch.float64))
-            partial.sub_(new_min[:, None])  # >= 0, so every exp below is <= 1: no overflow
-            view = buf[:, : partial.shape[1]]
-            for j in range(k):
-                # floor at -80: exp's underflow path is ~10x slower, and the floored terms
-                # (<= e^-80 each, beside the nearest sample's 1) change nothing measurable
-                torch.mul(partial, scale[j], out=view).clamp_min_(EXP_FLOOR).exp_()
-                sums[j] += view.sum(dim=1).to(torch.float64)  # block sums: <= cols terms <= 1
-            run_min = new_min
-        x_sq = (xr.to(torch.float64) ** 2).sum(dim=1)
-        nearest_sq = (run_min.to(torch.float64) + x_sq).clamp_min(0.0)  # min_j |x - s_j|^2
-        # the nearest sample contributes exp(0) = 1, so sums >= 1 and the log is finite
-        lse = torch.log(sums) + scale64[:, None] * nearest_sq[None, :]
+        lse = _kernel_logsumexp(xr, sw, s_sq, scale, cols)
         out[:, r0 : r0 + xr.shape[0]] = lse.cpu() + log_norm[:, None]
         bar.update(xr.shape[0])
     bar.close()
     return out
+
+
+def _kernel_logsumexp(
+    xr: torch.Tensor, sw: torch.Tensor, s_sq: torch.Tensor, scale: torch.Tensor, cols: int
+) -> torch.Tensor:
+    """log sum_j exp(scale_k |x_i - s_j|^2) for the rows ``xr`` and every scale, (k, r) float64,
+    streamed over blocks of ``cols`` samples with a running minimum distance per row."""
+    k, m = scale.shape[0], sw.shape[0]
+    scale64 = scale.to(torch.float64)
+    # |x - s|^2 = |x|^2 + (|s|^2 - 2 x.s): the row constant |x|^2 cancels in the shifted
+    # kernels, so each block is only the partial term, and |x|^2 is added back at the end
+    run_min: torch.Tensor | None = None  # running row min of the partial term, (r,)
+    sums = torch.zeros(k, xr.shape[0], dtype=torch.float64, device=xr.device)
+    buf = torch.empty(xr.shape[0], cols, dtype=xr.dtype, device=xr.device)
+    for c0 in range(0, m, cols):
+        partial = torch.addmm(s_sq[c0 : c0 + cols], xr, sw[c0 : c0 + cols].T, alpha=-2.0)
+        block_min = partial.min(dim=1).values
+        new_min = block_min if run_min is None else torch.minimum(run_min, block_min)
+        if run_min is not None:  # rescale the sums to the new reference point
+            sums *= torch.exp(scale64[:, None] * (run_min - new_min).to(torch.float64))
+        partial.sub_(new_min[:, None])  # >= 0, so every exp below is <= 1: no overflow
+        view = buf[:, : partial.shape[1]]
+        for j in range(k):
+            # floor at -80: exp's underflow path is ~10x slower, and the floored terms
+            # (<= e^-80 each, beside the nearest sample's 1) change nothing measurable
+            torch.mul(partial, scale[j], out=view).clamp_min_(EXP_FLOOR).exp_()
+            sums[j] += view.sum(dim=1).to(torch.float64)  # block sums: <= cols terms <= 1
+        run_min = new_min
+    x_sq = (xr.to(torch.float64) ** 2).sum(dim=1)
+    nearest_sq = (run_min.to(torch.float64) + x_sq).clamp_min(0.0)  # min_j |x - s_j|^2
+    # the nearest sample contributes exp(0) = 1, so sums >= 1 and the log is finite
+    return torch.log(sums) + scale64[:, None] * nearest_sq[None, :]
 
 
 @dataclass

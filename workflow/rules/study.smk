@@ -58,14 +58,15 @@ rule study_loglik:
         "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {params.command} > {log} 2>&1"
 
 
-# The small outputs that must outlive results/ (they are committed): copies, byte for byte.
+# The small outputs that must outlive results/ (they are committed): the text files as copies,
+# byte for byte; the per-image estimates as text too (study_record_images).
 rule study_record:
     input:
         f"{STUDY_RUN}/{{name}}",
     output:
         f"{STUDY_KEPT}/{{name}}",
     wildcard_constraints:
-        name="|".join([TRAIN_LOG_FILE, LOGLIK_FILE, PER_IMAGE_FILE]).replace(".", r"\."),
+        name="|".join([TRAIN_LOG_FILE, LOGLIK_FILE]).replace(".", r"\."),
     log:
         "logs/study/{variant}/seed{seed}/record/{run}/{name}.log",
     benchmark:
@@ -74,6 +75,24 @@ rule study_record:
     localrule: True
     shell:
         "cp {input} {output} 2> {log}"
+
+
+rule study_record_images:
+    input:
+        images=f"{STUDY_RUN}/{PER_IMAGE_FILE}",
+        script="workflow/scripts/record_per_image.py",
+    output:
+        f"{STUDY_KEPT}/{PER_IMAGE_RECORD}",
+    params:
+        python=sys.executable,
+    log:
+        "logs/study/{variant}/seed{seed}/record/{run}/images.log",
+    benchmark:
+        "logs/benchmarks/study/{variant}/seed{seed}/record/{run}/images.tsv"
+    threads: 1
+    localrule: True
+    shell:
+        "{params.python:q} {input.script} {input.images} {output} > {log} 2>&1"
 
 
 rule study_table:

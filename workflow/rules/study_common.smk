@@ -1,6 +1,7 @@
 # Helpers of workflow/rules/study.smk: the study sheet (gae.study, validated while the workflow
 # parses), its result and record layout, and each job's `gae` command line.
 from gae.study import (
+    PER_IMAGE_RECORD,
     STUDY_RECORD,
     STUDY_RESULTS,
     STUDY_SCHEMA,
@@ -49,7 +50,7 @@ def study_tables():
 
 def study_record_files(variant):
     row = STUDY[variant]
-    names = [TRAIN_LOG_FILE] + ([LOGLIK_FILE, PER_IMAGE_FILE] if "loglik" in row.evaluations else [])
+    names = [TRAIN_LOG_FILE] + ([LOGLIK_FILE, PER_IMAGE_RECORD] if "loglik" in row.evaluations else [])
     return [
         f"{STUDY_RECORD}/{variant}/seed{seed}/{run}/{name}"
         for (_, seed, run) in study_jobs([row])

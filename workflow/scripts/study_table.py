@@ -3,7 +3,7 @@
     python workflow/scripts/study_table.py VARIANT [--record DIR] [--sheet FILE] [--out FILE]
 
 The `study_table` rule of workflow/rules/study.smk runs it; it reads only the committed small
-outputs (train_log.csv, loglik.json, loglik_images.npz), so the table can be rebuilt from a
+outputs (train_log.csv, loglik.json, loglik_images.csv), so the table can be rebuilt from a
 fresh clone, byte for byte (tests/test_study.py checks the committed tables). Each row: the
 run and seed, the data variant, which test images and how many importance samples, the mean
 test log p(x) with its standard error, the paired difference to the VAE of the same depth and
@@ -23,7 +23,14 @@ import numpy as np
 
 from gae.config import parse_run_name
 from gae.io import atomic_write_text
-from gae.study import STUDY_RECORD, STUDY_SHEET, StudyRow, load_study
+from gae.study import (
+    PER_IMAGE_RECORD,
+    STUDY_RECORD,
+    STUDY_SHEET,
+    StudyRow,
+    load_study,
+    read_per_image,
+)
 
 HEADER = (
     "| run | seed | data | test images | S | log p(x) | paired − VAE | epochs (best) |",
@@ -41,18 +48,18 @@ def training_summary(path: Path) -> str:
     """``epochs (best epoch)`` from train_log.csv (best = highest validation objective)."""
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    if not rows:
+    validated = [r for r in rows if r["valid_objective"]]  # empty: not a validated epoch
+    if not validated:
         return "–"
-    best = max(rows, key=lambda r: float(r["valid_objective"]))
+    best = max(validated, key=lambda r: float(r["valid_objective"]))
     return f"{rows[-1]['epoch']} ({best['epoch']})"
 
 
 def per_image(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    path = folder / "loglik_images.npz"
+    path = folder / PER_IMAGE_RECORD
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        return data["test_index"], data["importance_log_px"]
+    return read_per_image(path)
 
 
 def paired(folder: Path, baseline: Path) -> str:
