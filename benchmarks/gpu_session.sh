@@ -101,18 +101,29 @@ fi
 step bench 90 "$PYTHON" benchmarks/bench_training.py --device cuda --out "$DIR/training.json"
 
 # 3. the paper-preset pair, concurrently on the one GPU (two processes share it)
-pair_train() {
-  local pids=() run
+# each_run FN: FN RUN for every run of the pair at once, in the background; fails if one did
+each_run() {
+  local fn=$1 pids=() run rc=0 pid
   for run in "${PAIR[@]}"; do
-    timeout --signal=TERM --kill-after=10 "$STEP_LIMIT" \
-      "$PYTHON" -m gae train "$run" "${SET_PAIR[@]}" --log "$DIR/pair/$run.train.log" \
-      > "$DIR/pair/$run.stdout" 2>&1 &
+    "$fn" "$run" &
     pids+=($!)
   done
-  local rc=0 pid
   for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
   return $rc
 }
+train_one() {
+  timeout --signal=TERM --kill-after=10 "$STEP_LIMIT" \
+    "$PYTHON" -m gae train "$1" "${SET_PAIR[@]}" --log "$DIR/pair/$1.train.log" \
+    > "$DIR/pair/$1.stdout" 2>&1
+}
+loglik_one() {
+  [[ -f "$RESULTS/runs/$1/model.pt" ]] || return 0
+  timeout --signal=TERM --kill-after=10 "$STEP_LIMIT" "$PYTHON" -m gae loglik "$1" \
+    "${SET_PAIR[@]}" --set "evaluation.loglik.n_test=$LOGLIK_N_TEST" \
+    > "$DIR/pair/$1.loglik.stdout" 2>&1
+}
+pair_train() { each_run train_one; }
+pair_loglik() { each_run loglik_one; }
 # the epochs a stopped run has, to finalise it there (its best epoch becomes model.pt)
 pair_finalise() {
   local run epochs
@@ -125,19 +136,6 @@ print(torch.load(sys.argv[1], map_location="cpu", weights_only=False)["state"]["
     timeout "$STEP_LIMIT" "$PYTHON" -m gae train "$run" "${SET_PAIR[@]}" \
       --set "train.epochs=$epochs" >> "$DIR/pair/$run.stdout" 2>&1
   done
-}
-pair_loglik() {
-  local pids=() run
-  for run in "${PAIR[@]}"; do
-    [[ -f "$RESULTS/runs/$run/model.pt" ]] || continue
-    timeout --signal=TERM --kill-after=10 "$STEP_LIMIT" "$PYTHON" -m gae loglik "$run" \
-      "${SET_PAIR[@]}" --set "evaluation.loglik.n_test=$LOGLIK_N_TEST" \
-      > "$DIR/pair/$run.loglik.stdout" 2>&1 &
-    pids+=($!)
-  done
-  local rc=0 pid
-  for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
-  return $rc
 }
 if (( DRY )); then
   for run in "${PAIR[@]}"; do
