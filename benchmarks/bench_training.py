@@ -13,7 +13,9 @@ is built from ``gae.config.load_config`` and timed in three parts:
 - ``validation_s``: the validation bound at full size, measured once (``validation_elbo`` on
   all of x_valid under the model's own prior; the GAE's: the exact 50,000-component mixture).
 
-``epoch_s`` is their sum (one validation per epoch: ``train.validate_every: 1``) and
+``epoch_s`` is their sum, the validation divided by ``train.validate_every`` (``--config
+config/cpu.yaml`` measures the CPU preset's settings: one thread, the FAISS search, validation
+every 5 epochs), and
 ``gae_over_vae`` the GAE/VAE ratio per depth (also of steps alone). Writes
 benchmarks/out/training.json atomically (device, torch version, threads, n_train, batch size,
 data source and every measured number). Not a test: numbers depend on the machine and its load.
@@ -83,11 +85,15 @@ def _data_folder(scratch: Path) -> tuple[Path, str]:
         return scratch / "data", f"synthetic binary data of bmnist's shape ({exc})"
 
 
-def _config(data: Path, results: Path, device: str, compile_setting: Any) -> dict[str, Any]:
+def _config(
+    data: Path, results: Path, device: str, compile_setting: Any, overlays: list[str]
+) -> dict[str, Any]:
     runs = [f"bmnist-{kind}-L{depth}-z50" for kind in KINDS for depth in DEPTHS]
     train: dict[str, Any] = {"compile": compile_setting}
     return load_config(
+        overlays,
         base=REPO / "params.yaml",
+        preset=False,
         overrides={
             "device": device,
             "paths": {"data": str(data), "results": str(results)},
@@ -165,8 +171,10 @@ def measure(
         ),
     )
     row["n_valid"] = int(trainer.x_valid.shape[0])
-    # the extras scale with n_train (search: n^2); steps are already per 50,000 images
-    row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"]
+    # the extras scale with n_train (search: n^2); steps are already per 50,000 images. A run
+    # validating every V epochs pays validation_s / V per epoch (train.validate_every)
+    every = int(cfg["train"].get("validate_every", 1))
+    row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"] / every
     return row
 
 
@@ -181,6 +189,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     parser.add_argument("--compile", action="store_true", help="also time train.compile steps")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="overlay on params.yaml, e.g. config/cpu.yaml (its device, threads, search, "
+        "validation interval); repeatable",
+    )
     args = parser.parse_args(argv)
     steps = args.steps or (8 if args.quick else 100)
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 10)
@@ -193,11 +209,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         data, source = _data_folder(Path(scratch))
-        cfg = _config(data, Path(scratch) / "results", device_name, False)
+        cfg = _config(data, Path(scratch) / "results", device_name, False, args.config)
         ccfg = None
         if args.compile:
             mode = "reduce-overhead" if device_name == "cuda" else True
-            ccfg = _config(data, Path(scratch) / "results", device_name, mode)
+            ccfg = _config(data, Path(scratch) / "results", device_name, mode, args.config)
         cache: dict[str, Any] = {}
         for depth in depths:
             for kind in kinds:
@@ -258,13 +274,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_valid": rows[0]["n_valid"] if rows else None,
             "epoch_images": EPOCH_IMAGES,
             "batch_size": cfg["train"]["batch_size"],
-            "validate_every": cfg["train"].get("validate_every", 1),  # epoch_s: one validation
+            "validate_every": cfg["train"].get("validate_every", 1),  # epoch_s: validation / V
+            "neighbour_search": cfg["models"]["gae"].get("neighbour_search", "exact"),
+            "overlays": args.config,
             "hidden_units": cfg["model"]["hidden_units"],
             "latent_dim": 50,
             "data": source,
-            "params": "params.yaml (paper preset), models.{vae,gae,gae-slides,vamp} as there",
+            "params": "params.yaml and the overlays, models.{vae,gae,gae-slides,vamp} as there",
             "epoch_s": "steps_s (step time x steps per 50,000 images) + start_epoch_s + "
-            "validation_s (each measured once at full size)",
+            "validation_s / validate_every (each measured once at full size)",
             "wall_s": time.perf_counter() - began,
         },
         "rows": rows,
