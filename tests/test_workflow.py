@@ -28,6 +28,7 @@ from gae.pipeline import (
     gpu_refusal,
     record_in_dvc,
 )
+from tests.test_dvc import small_plan
 from tests.test_pipeline import (
     BIN,
     copy_workflow,
@@ -57,7 +58,10 @@ NO_TORCH = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+    """A copy on tests/test_dvc.py's small plan (every rule and stage, a fifth of the jobs):
+    these tests check each rule's commands, inputs and params, not the size of the plan
+    (tests/test_pipeline.py checks the plan of params.yaml itself)."""
+    return small_plan(copy_workflow(tmp_path_factory.mktemp("workflow")))
 
 
 def dry_run_jobs(root: Path, *args: str) -> list[dict[str, str]]:
@@ -415,7 +419,7 @@ def test_exponent_floats_in_params_yaml_pass_through_snakemake(tmp_path: Path) -
 
 def test_editing_ops_py_replans_the_jobs_that_import_it(tmp_path: Path) -> None:
     """Issue 18's check: every output present and up to date, then gae/ops.py is edited."""
-    root = copy_workflow(tmp_path)
+    root = small_plan(copy_workflow(tmp_path))  # every rule, a fifth of the jobs
     for path in planned_outputs(root):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).touch()
