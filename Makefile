@@ -4,6 +4,8 @@ VENV   ?= .venv
 PRESET ?= quick
 CORES  ?= 2
 MIRROR ?= ../shared/data
+# pytest-xdist workers for `make test` (most tests use one thread: two fit two cores)
+WORKERS ?= 2
 BIN     = $(VENV)/bin
 
 .PHONY: venv test lint run dry dag clean-results
@@ -21,7 +23,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 test: venv lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --durations=15
 
 # The main job: the whole pipeline (Snakemake) on the chosen preset, then DVC records it.
 # PRESET=quick (default: recognisable samples and meaningful tables in ~15 min on 2 cores)

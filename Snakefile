@@ -36,7 +36,7 @@ rule all:
 
 
 # The study behind docs/gae-study.md (config/study.tsv; workflow/rules/study.smk): every
-# variant's table, rebuilt from its runs. Not part of `all`: `snakemake study`.
+# variant's table and training curves, rebuilt from its runs. Not part of `all`: `snakemake study`.
 rule study:
     input:
         study_tables(),

@@ -33,7 +33,13 @@ def _cmd_prepare(cfg: dict[str, Any], args: argparse.Namespace) -> None:
 def _cmd_train(cfg: dict[str, Any], args: argparse.Namespace) -> None:
     from gae.training import train_run
 
-    train_run(cfg, args.run, restart=args.restart, restart_if_stale=args.restart_if_stale)
+    train_run(
+        cfg,
+        args.run,
+        restart=args.restart,
+        restart_if_stale=args.restart_if_stale,
+        init_from=args.init_from,
+    )
 
 
 def _cmd_sample(cfg: dict[str, Any], args: argparse.Namespace) -> None:
@@ -160,6 +166,13 @@ def _add_command_arguments(parsers: dict[str, argparse.ArgumentParser]) -> None:
         action="store_true",
         help="resume when the checkpoint matches the settings, else start afresh (the "
         "pipeline's rules use it) instead of stopping",
+    )
+    parsers["train"].add_argument(
+        "--init-from",
+        metavar="MODEL",
+        type=Path,
+        help="continue another model.pt of this run (more epochs, another schedule): its "
+        "weights, with a fresh optimizer, schedule and early stopping",
     )
     parsers["config"].add_argument("--runs", action="store_true", help="list the run names only")
 

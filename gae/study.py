@@ -15,6 +15,10 @@ Columns (tab-separated; ``-`` = empty):
 - ``runs``: run names (space-separated); they need not be in ``params.yaml``'s ``runs``;
 - ``seeds``: the seeds (space-separated integers), each a separate copy of every run;
 - ``evaluations``: ``loglik`` (importance-sampled test log-likelihood) for now;
+- ``continues``: ``-``, or an earlier row whose trained models this row continues (more epochs,
+  another schedule): each of its jobs starts from that row's model.pt of the same seed and run
+  (``gae train --init-from``, an input edge of the rule, never a copy); its seeds and runs must
+  be among that row's;
 - ``description``: one line for the tables.
 
 Each row's effective configuration is built and validated here with ``gae.config.load_config``,
@@ -34,6 +38,7 @@ import yaml
 
 from gae.config import load_config, parse_run_name
 from gae.errors import ConfigError, GaeError
+from gae.paths import MODEL_FILE
 
 STUDY_SHEET = Path("config/study.tsv")
 STUDY_SCHEMA = Path("workflow/schemas/study.schema.yaml")
@@ -56,6 +61,7 @@ class StudyRow:
     seeds: tuple[int, ...]
     evaluations: tuple[str, ...]
     description: str
+    continues: str | None = None
 
     def folder(self, seed: int, root: Path = STUDY_RESULTS) -> Path:
         """Where this row's copy with ``seed`` writes: ``{root}/{variant}/seed{seed}``."""
@@ -79,6 +85,12 @@ class StudyRow:
         return [f"--config={path}" for path in self.overlays] + [
             f"--set={text}" for text in self.settings(seed)
         ]
+
+    def start_model(self, seed: int, run: str, root: Path = STUDY_RESULTS) -> Path | None:
+        """The model.pt a continuation starts from (``continues``), else None."""
+        if self.continues is None:
+            return None
+        return root / self.continues / f"seed{seed}" / "runs" / run / MODEL_FILE
 
     def config(self, seed: int, params: Path, preset: bool = False) -> dict[str, Any]:
         """The effective configuration of this row's jobs with ``seed`` (validated); like the
@@ -110,6 +122,7 @@ def _parse_row(sheet: Path, line: int, raw: dict[str, str]) -> StudyRow:
         seeds=seeds,
         evaluations=_words(raw.get("evaluations")),
         description=(raw.get("description") or "").strip(),
+        continues=(_words(raw.get("continues")) or (None,))[0],
     )
     _check_row(sheet, line, row)
     return row
@@ -175,11 +188,12 @@ def load_study(
         ]
     _schema_check(sheet, raws, schema_path)
     rows = [_parse_row(sheet, line, raw) for line, raw in enumerate(raws, start=2)]
-    seen: set[str] = set()
+    seen: dict[str, StudyRow] = {}
     for line, row in enumerate(rows, start=2):
         if row.variant in seen:
             raise _row_error(sheet, line, row.variant, "variant names must be unique")
-        seen.add(row.variant)
+        _check_continuation(sheet, line, row, seen)
+        seen[row.variant] = row
         if params is not None:
             for seed in row.seeds:
                 try:
@@ -187,6 +201,34 @@ def load_study(
                 except GaeError as exc:
                     raise _row_error(sheet, line, row.variant, str(exc)) from None
     return rows
+
+
+def _check_continuation(
+    sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow]
+) -> None:
+    """A continued row is an earlier one (so the edges form no cycle) that trained every seed
+    and run this row starts from."""
+    if row.continues is None:
+        return
+    source = earlier.get(row.continues)
+    if source is None:
+        raise _row_error(
+            sheet,
+            line,
+            row.variant,
+            f"continues {row.continues!r}, which is not a row above it "
+            f"(rows above: {', '.join(earlier) or 'none'})",
+        )
+    missing_seeds = sorted(set(row.seeds) - set(source.seeds))
+    missing_runs = [run for run in row.runs if run not in source.runs]
+    if missing_seeds or missing_runs:
+        raise _row_error(
+            sheet,
+            line,
+            row.variant,
+            f"continues {row.continues!r}, which has no seeds {missing_seeds} / runs "
+            f"{missing_runs}; a continuation starts from that row's own models",
+        )
 
 
 def study_jobs(rows: list[StudyRow]) -> list[tuple[StudyRow, int, str]]:

@@ -237,7 +237,11 @@ def _data_note(cfg: dict[str, Any], dataset: str) -> str:
     used = ""
     if any(subset.get(s) for s in ("train", "valid", "test")):
         rows = "/".join(str(subset.get(s) or "all") for s in ("train", "valid", "test"))
-        used = f"; this preset uses only the first {rows} rows of train/valid/test"
+        seed = cfg["data"]["subset_seed"]  # gae.data.subsets: never the head of a split
+        used = (
+            f"; this preset uses seeded random samples (seed {seed}) of {rows} rows of "
+            f"train/valid/test"
+        )
     return f"`{dataset}`: {variant} (prepared splits train/valid/test {split_text}{used})"
 
 

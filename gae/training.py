@@ -53,6 +53,7 @@ from gae.models import (
     GenerativeModel,
     architecture_from_config,
     build_model,
+    load_model,
     load_trained_weights,
     save_model,
     trained_weights,
@@ -483,6 +484,12 @@ def _normalise_gradients(model: torch.nn.Module) -> None:
 # ---- the run's identity ----------------------------------------------------------------------
 
 
+def _file_sha256(path: Path, run: str) -> str:
+    if not path.is_file():
+        raise GaeError(f"run {run}: --init-from {path} does not exist; train that run first")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -691,8 +698,11 @@ class Trainer:
     ``train_step``), ``validate``, ``schedule``, ``save_checkpoint`` and ``finalise``;
     ``train`` runs them. Build one per run and call ``train`` once."""
 
-    def __init__(self, cfg: dict[str, Any], run: str, restart: bool = False) -> None:
+    def __init__(
+        self, cfg: dict[str, Any], run: str, restart: bool = False, init_from: Path | None = None
+    ) -> None:
         self.cfg, self.run, self.restart = cfg, run, restart
+        self.init_from = None if init_from is None else Path(init_from)
         self.spec = run_spec(cfg, run)
         self.settings = model_settings(cfg, self.spec)
         self.kind = self.settings["kind"]
@@ -761,6 +771,8 @@ class Trainer:
             parts["validate_every"] = train.validate_every
         if train.compile:  # Inductor's kernels round differently from eager ones (_compile_model)
             parts["compile"] = train.compile
+        if self.init_from is not None:  # a continuation is made from these exact weights
+            parts["init_from_sha256"] = _file_sha256(self.init_from, self.run)
         return parts
 
     def _build(self) -> None:
@@ -855,6 +867,30 @@ class Trainer:
             self.state["epoch"],
             self.files.checkpoint,
         )
+
+    def start_from(self, path: Path) -> None:
+        """A continuation (``gae train --init-from``): this run starts from another run's trained
+        weights (more epochs, another schedule) with a fresh optimizer, schedule and early
+        stopping. The model must be of this run and of the same architecture."""
+        source = load_model(path, device=self.device)
+        made_for = (source.kind, source.meta.get("run"))  # meta: what `gae train` wrote
+        if made_for != (self.kind, self.run):
+            raise GaeError(
+                f"run {self.run}: --init-from {path} is a {made_for[0]} model of run "
+                f"{made_for[1]!r}, not a {self.kind} model of {self.run!r}"
+            )
+        if source.architecture != self.architecture:
+            differ = sorted(
+                key
+                for key in {*source.architecture, *self.architecture}
+                if source.architecture.get(key) != self.architecture.get(key)
+            )
+            raise GaeError(
+                f"run {self.run}: --init-from {path} has another architecture ({', '.join(differ)} "
+                f"differ); a continuation changes the training, not the model"
+            )
+        load_trained_weights(self.model, trained_weights(source, device=self.device))
+        log.info("run %s: starting from the weights of %s", self.run, path)
 
     # ---- one epoch ----
 
@@ -1097,6 +1133,8 @@ class Trainer:
         make_folder(self.folder, "the run folder", hint)
         with folder_lock(self.folder, f"run {self.run}: the run folder"):
             self.restore()
+            if self.init_from is not None and self.state["epoch"] == 0:
+                self.start_from(self.init_from)
             while self.state["epoch"] < self.train_cfg.epochs and not self.state["stopped"]:
                 epoch = self.state["epoch"] + 1
                 started = time.perf_counter()
@@ -1109,17 +1147,23 @@ class Trainer:
 
 
 def train_run(
-    cfg: dict[str, Any], run: str, restart: bool = False, restart_if_stale: bool = False
+    cfg: dict[str, Any],
+    run: str,
+    restart: bool = False,
+    restart_if_stale: bool = False,
+    init_from: Path | None = None,
 ) -> Path:
     """Train ``run`` (resuming from its checkpoint unless ``restart``); returns model.pt's path.
 
     ``restart_if_stale``: a checkpoint that cannot be resumed (unreadable, or made with other
     settings: exactly why Snakemake re-runs the job) starts the run afresh instead of failing.
+    ``init_from``: another model.pt of this run to continue from (``Trainer.start_from``); its
+    sha256 is part of the checkpoint's fingerprint, so a retrained source restarts this run.
     """
     try:
-        return Trainer(cfg, run, restart).train()
+        return Trainer(cfg, run, restart, init_from).train()
     except StaleCheckpointError as exc:
         if restart or not restart_if_stale:
             raise
         log.warning("%s; starting run %s afresh (--restart-if-stale)", exc, run)
-        return Trainer(cfg, run, True).train()
+        return Trainer(cfg, run, True, init_from).train()

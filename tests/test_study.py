@@ -26,12 +26,12 @@ from gae.study import (
 )
 from tests.conftest import REPO_ROOT
 
-HEADER = "variant\toverlays\tset\truns\tseeds\tevaluations\tdescription\n"
+HEADER = "variant\toverlays\tset\truns\tseeds\tevaluations\tcontinues\tdescription\n"
 
 
-def _script():
-    path = REPO_ROOT / "workflow" / "scripts" / "study_table.py"
-    spec = importlib.util.spec_from_file_location("study_table", path)
+def _script(name: str = "study_table"):
+    path = REPO_ROOT / "workflow" / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -66,14 +66,14 @@ def test_the_project_sheet_is_valid_with_every_row_configured(tmp_path, monkeypa
 @pytest.mark.parametrize(
     "row,message",
     [
-        ("bad_Name\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\tx", "variant"),
-        ("v\t-\t-\tbmnist-vae-L9-z50\t1\tloglik\tx", "depth"),
-        ("v\tconfig/nope.yaml\t-\tbmnist-vae-L1-z50\t1\tloglik\tx", "config/nope.yaml"),
-        ("v\t-\tseed=3\tbmnist-vae-L1-z50\t1\tloglik\tx", "may not set seed"),
-        ("v\t-\tdata.bmnist_source=bernoulli\tbmnist-vae-L1-z50\t1\tloglik\tx", "data/prepared"),
-        ("v\t-\t-\tbmnist-vae-L1-z50\t1 x\tloglik\tx", "seeds"),
-        ("v\t-\t-\tbmnist-vae-L1-z50\t1\tparzen\tx", "unknown evaluations"),
-        ("v\t-\tmodels.gae.n_candiates=64\tbmnist-gae-L1-z50\t1\tloglik\tx", "n_candidates"),
+        ("bad_Name\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "variant"),
+        ("v\t-\t-\tbmnist-vae-L9-z50\t1\tloglik\t-\tx", "depth"),
+        ("v\tconfig/nope.yaml\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "config/nope.yaml"),
+        ("v\t-\tseed=3\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "may not set seed"),
+        ("v\t-\tdata.bmnist_source=bernoulli\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "data/prepared"),
+        ("v\t-\t-\tbmnist-vae-L1-z50\t1 x\tloglik\t-\tx", "seeds"),
+        ("v\t-\t-\tbmnist-vae-L1-z50\t1\tparzen\t-\tx", "unknown evaluations"),
+        ("v\t-\tmodels.gae.n_candiates=64\tbmnist-gae-L1-z50\t1\tloglik\t-\tx", "n_candidates"),
     ],
 )
 def test_a_bad_row_is_refused_naming_the_sheet_and_line(tmp_path, monkeypatch, row, message):
@@ -82,6 +82,38 @@ def test_a_bad_row_is_refused_naming_the_sheet_and_line(tmp_path, monkeypatch, r
     with pytest.raises(ConfigError, match=message) as info:
         load_study(sheet, STUDY_SCHEMA, params=REPO_ROOT / "params.yaml")
     assert str(sheet) in str(info.value) and "line 2" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "second,message",
+    [
+        ("w\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\tnope\tx", "not a row above it"),
+        ("w\t-\t-\tbmnist-vae-L1-z50\t1 2\tloglik\tv\tx", "no seeds \\[2\\]"),
+        ("w\t-\t-\tbmnist-vae-L2-z50\t1\tloglik\tv\tx", "bmnist-vae-L2-z50"),
+    ],
+)
+def test_a_continuation_must_continue_an_earlier_row_with_its_seeds_and_runs(
+    tmp_path, monkeypatch, second, message
+):
+    monkeypatch.chdir(REPO_ROOT)
+    first = "v\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tx"
+    with pytest.raises(ConfigError, match=message) as info:
+        load_study(_sheet(tmp_path, first, second), STUDY_SCHEMA)
+    assert "line 3" in str(info.value)
+
+
+def test_a_continuation_starts_from_the_continued_rows_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    sheet = _sheet(
+        tmp_path,
+        "v\t-\t-\tbmnist-vae-L1-z50 bmnist-gae-L1-z50\t1 2\tloglik\t-\tx",
+        "w\t-\ttrain.lr=1e-4\tbmnist-vae-L1-z50\t2\tloglik\tv\tx",
+    )
+    first, second = load_study(sheet, STUDY_SCHEMA)
+    assert first.start_model(1, "bmnist-vae-L1-z50") is None
+    assert second.start_model(2, "bmnist-vae-L1-z50") == Path(
+        "results/study/v/seed2/runs/bmnist-vae-L1-z50/model.pt"
+    )
 
 
 def _record_run(record: Path, variant: str, seed: int, run: str, values: np.ndarray) -> None:
@@ -109,7 +141,7 @@ def _record_run(record: Path, variant: str, seed: int, run: str, values: np.ndar
 
 def test_the_table_pairs_each_model_with_the_vae_of_its_depth(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5\tloglik\tA test.")
+    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5\tloglik\t-\tA test.")
     (row,) = load_study(sheet, STUDY_SCHEMA)
     record = tmp_path / "record"
     gae = np.array([-90.0, -91.0, -95.0, -88.0])
@@ -123,6 +155,27 @@ def test_the_table_pairs_each_model_with_the_vae_of_its_depth(tmp_path, monkeypa
     paired = f"+{diff.mean():.2f} ± {sem:.2f}"
     assert f"| bmnist-gae-L1-z50 {cells} -91.00 ± 0.50 | {paired} | 3 (2) |" in text
     assert f"| bmnist-vae-L1-z50 {cells} -92.75 ± 0.50 | – | 3 (2) |" in text
+
+
+def test_the_curves_draw_a_panel_per_run_and_a_line_per_recorded_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5 6\tloglik\t-\tx")
+    record = tmp_path / "record"
+    _record_run(record, "v", 5, "bmnist-gae-L1-z50", np.array([-90.0, -91.0]))
+    _record_run(record, "v", 6, "bmnist-gae-L1-z50", np.array([-90.0, -91.0]))
+    _record_run(record, "v", 5, "bmnist-vae-L1-z50", np.array([-92.0, -92.0]))
+    curves = _script("study_curves")
+    (row,) = load_study(sheet, STUDY_SCHEMA)
+    fig = curves.draw(row, record)
+    gae_panel, vae_panel = fig.axes
+    assert [len(gae_panel.lines), len(vae_panel.lines)] == [2, 1]
+    assert gae_panel.lines[0].get_xydata().tolist() == [[1, -110], [2, -95], [3, -97]]
+    outs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for out in outs:
+        argv = ["v", "--record", str(record), "--sheet", str(sheet), "--out", str(out)]
+        assert curves.main(argv) == 0
+    assert outs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # the same record draws the same bytes
 
 
 def test_committed_study_tables_are_rebuilt_identically_from_the_record(monkeypatch):

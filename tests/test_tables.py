@@ -208,7 +208,7 @@ def test_subset_presets_are_stated_in_the_footnotes(tmp_path: Path) -> None:
     write_metric_artifacts(cfg)
     make_tables(cfg)
     md = (tmp_path / "results/tables/table1_parzen.md").read_text()
-    assert "this preset uses only the first 500/200/200 rows of train/valid/test" in md
+    assert "seeded random samples (seed 0) of 500/200/200 rows of train/valid/test" in md
 
 
 def test_runs_on_different_test_images_are_not_paired(tmp_path: Path) -> None:

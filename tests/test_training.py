@@ -240,6 +240,35 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
     assert len(_read_log(tmp_path / "results" / "runs" / RUN / "train_log.csv")) == 2
 
 
+def test_a_continuation_starts_from_its_source_weights_and_is_tied_to_that_file(
+    tmp_path: Path,
+) -> None:
+    """`gae train --init-from` (a study row that `continues` another): the run starts from the
+    source model's weights, and its checkpoint is stale once the source is retrained."""
+    source = training.train_run(_synthetic_cfg(tmp_path / "a", [RUN], epochs=1), RUN)
+    cfg = _synthetic_cfg(tmp_path / "b", [RUN], epochs=1, lr=1e-4)
+    trainer = training.Trainer(cfg, RUN, init_from=source)
+    assert trainer.fingerprint != training.Trainer(cfg, RUN).fingerprint
+    trainer.start_from(source)
+    want = load_model(source).encoder.state_dict()
+    have = trainer.model.encoder.state_dict()
+    assert all(torch.equal(have[key], value) for key, value in want.items())
+    training.train_run(cfg, RUN, init_from=source)
+    training.train_run(_synthetic_cfg(tmp_path / "a", [RUN], epochs=1, lr=0.01), RUN, restart=True)
+    with pytest.raises(TrainingError, match="--restart"):
+        training.train_run(cfg, RUN, init_from=source)
+    other = copy.deepcopy(cfg)
+    other["model"]["hidden_units"] = 16
+    with pytest.raises(GaeError, match="hidden_units"):
+        training.Trainer(other, RUN, init_from=source).start_from(source)
+    with pytest.raises(GaeError, match="does not exist"):
+        training.Trainer(cfg, RUN, init_from=tmp_path / "nope.pt")
+    vae = "bmnist-vae-L2-z4"
+    both = _synthetic_cfg(tmp_path / "c", [RUN, vae], epochs=1)
+    with pytest.raises(GaeError, match=f"is a gae model of run '{RUN}', not a vae model"):
+        training.Trainer(both, vae, init_from=source).start_from(source)
+
+
 def test_a_vae_checkpoint_from_before_n_z_resumes_at_n_z_1_and_is_refused_at_2(
     tmp_path: Path,
 ) -> None:

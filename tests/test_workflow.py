@@ -437,3 +437,19 @@ def test_editing_ops_py_replans_the_jobs_that_import_it(tmp_path: Path) -> None:
     assert len([job for job in jobs if job["rule"] == "train"]) == len(
         load_config(base=root / "params.yaml")["runs"]
     )
+
+
+def test_a_continued_study_row_trains_from_the_other_rows_models(workflow_copy: Path) -> None:
+    """config/study.tsv's `cpu-seeds-longer` continues `cpu-seeds`: each of its training jobs
+    has that row's model.pt of the same seed and run as an input and as --init-from."""
+    jobs = dry_run_jobs(workflow_copy, "docs/study/tables/cpu-seeds-longer.md")
+    trains = [job for job in jobs if job["rule"] == "study_train"]
+    longer = [job for job in trains if "results/study/cpu-seeds-longer/" in job["shell"]]
+    assert len(longer) == 8 and len(trains) == 16  # the continued row's 8 jobs run first
+    for job in longer:
+        start = re.search(r"--init-from=(\S+)", job["shell"])[1]
+        pattern = r"results/study/cpu-seeds/seed[23]/runs/bmnist-[a-z]+-L[12]-z50/model\.pt"
+        assert re.fullmatch(pattern, start)
+        assert start in job["input"].split(", ")
+        seed = re.search(r"--set=seed=(\d+)", job["shell"])[1]
+        assert f"/seed{seed}/" in start

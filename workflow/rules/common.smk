@@ -238,15 +238,36 @@ def all_outputs():
     return files
 
 
+def job_configs():
+    """The configurations of the jobs about to run that claim the `gpu` resource: the
+    pipeline's own (CFG) for its jobs, each study row's for its seed (config/study.tsv), so
+    that `snakemake docs/study/tables/cpu-seeds.md` (a CPU row) runs under the paper preset."""
+    configs, rows = {}, {}
+    for job in workflow.dag.needrun_jobs():
+        if not job.resources.get("gpu", 0):
+            continue
+        wildcards = dict(job.wildcards_dict)
+        if job.rule.name.startswith("study_") and "variant" in wildcards:
+            key = (wildcards["variant"], int(wildcards["seed"]))
+            if key not in rows:
+                rows[key] = STUDY[key[0]].config(key[1], Path(PARAMS_FILE))
+            configs[key] = rows[key]
+        else:
+            configs["pipeline"] = CFG
+    return list(configs.values())
+
+
 def check_device(log=None):
     """`onstart`: a configuration that asks for a GPU stops here, before its first job, where
     the jobs' interpreter sees no CUDA device (gae.pipeline.gpu_refusal; GAE_ALLOW_CPU=1 opts
-    in). Skipped for cluster executors: their jobs run on other machines."""
+    in). Only the configurations of the jobs about to run count (job_configs). Skipped for
+    cluster executors: their jobs run on other machines."""
     if not workflow.local_exec:
         return
-    problem = gpu_refusal(CFG, lambda: cuda_available(sys.executable))
-    if problem:
-        raise WorkflowError(problem)
+    for cfg in job_configs():
+        problem = gpu_refusal(cfg, lambda: cuda_available(sys.executable))
+        if problem:
+            raise WorkflowError(problem)
 
 
 def record_outputs(log=None):

@@ -3,7 +3,8 @@
 # it, every row's configuration included, while the workflow parses). Each (variant, seed, run)
 # trains and is scored under results/study/{variant}/seed{seed}/runs/{run}/; its small outputs
 # are recorded under docs/study/record/ (committed), and each variant's table is rebuilt from
-# that record into docs/study/tables/{variant}.md.
+# that record into docs/study/tables/{variant}.md, its training curves into
+# docs/study/figures/{variant}.png.
 #
 #   snakemake study                                      # every variant (long: see the sheet;
 #                                                        # the target is in the Snakefile)
@@ -12,7 +13,8 @@
 #
 # The `study` target is not part of `all`. A study job's configuration is params.yaml WITHOUT
 # its `overlays` line (the preset `make run` wrote there), then the row's overlays and settings:
-# the sheet alone says what a variant is.
+# the sheet alone says what a variant is. A row that `continues` another (more epochs, another
+# schedule) starts each job from that row's model.pt of the same seed and run: an input edge.
 include: "study_common.smk"
 
 
@@ -20,6 +22,7 @@ rule study_train:
     input:
         data=dataset_of,
         code=CODE["train"],
+        start=study_start_model,  # a continued row (`continues`): the model it starts from
     output:
         model=f"{STUDY_RUN}/{MODEL_FILE}",
         log_csv=f"{STUDY_RUN}/{TRAIN_LOG_FILE}",
@@ -109,6 +112,27 @@ rule study_table:
         "logs/study/{variant}/table.log",
     benchmark:
         "logs/benchmarks/study/{variant}/table.tsv"
+    threads: 1
+    localrule: True
+    shell:
+        "{params.python:q} {input.script} {wildcards.variant} --record {params.record} "
+        "--out {output} > {log} 2>&1"
+
+
+rule study_figure:
+    input:
+        record=lambda wildcards: study_record_files(wildcards.variant, with_loglik=False),
+        sheet=str(STUDY_SHEET),
+        script="workflow/scripts/study_curves.py",
+    output:
+        f"{STUDY_FIGURES}/{{variant}}.png",
+    params:
+        python=sys.executable,
+        record=str(STUDY_RECORD),
+    log:
+        "logs/study/{variant}/figure.log",
+    benchmark:
+        "logs/benchmarks/study/{variant}/figure.tsv"
     threads: 1
     localrule: True
     shell:

@@ -18,6 +18,7 @@ STUDY = {row.variant: row for row in STUDY_ROWS}
 STUDY_RUN = f"{STUDY_RESULTS}/{{variant}}/seed{{seed}}/runs/{{run}}"
 STUDY_KEPT = f"{STUDY_RECORD}/{{variant}}/seed{{seed}}/{{run}}"
 STUDY_TABLES = "docs/study/tables"
+STUDY_FIGURES = "docs/study/figures"
 
 
 wildcard_constraints:
@@ -26,14 +27,24 @@ wildcard_constraints:
 
 
 def study_shell(command):
-    """`python -m gae COMMAND RUN` with the row's configuration for the seed (no preset)."""
+    """`python -m gae COMMAND RUN` with the row's configuration for the seed (no preset), and
+    for a continued row's training the model it starts from."""
 
     def shell_text(wildcards):
         row = STUDY[wildcards.variant]
         args = ["--no-preset", *row.gae_arguments(int(wildcards.seed))]
+        start = study_start_model(wildcards)
+        if command == "train" and start:
+            args.append(f"--init-from={start[0]}")
         return shlex.join([sys.executable, "-m", "gae", command, wildcards.run, *args])
 
     return shell_text
+
+
+def study_start_model(wildcards):
+    """[the continued row's model.pt of this seed and run], or [] for a row trained afresh."""
+    start = STUDY[wildcards.variant].start_model(int(wildcards.seed), wildcards.run)
+    return [] if start is None else [str(start)]
 
 
 def study_threads(wildcards):
@@ -44,13 +55,16 @@ def study_threads(wildcards):
 
 
 def study_tables():
-    """The `study` target (Snakefile): every variant's table."""
-    return [f"{STUDY_TABLES}/{variant}.md" for variant in STUDY]
+    """The `study` target (Snakefile): every variant's table and training curves."""
+    return [f"{STUDY_TABLES}/{variant}.md" for variant in STUDY] + [
+        f"{STUDY_FIGURES}/{variant}.png" for variant in STUDY
+    ]
 
 
-def study_record_files(variant):
+def study_record_files(variant, with_loglik=True):
     row = STUDY[variant]
-    names = [TRAIN_LOG_FILE] + ([LOGLIK_FILE, PER_IMAGE_RECORD] if "loglik" in row.evaluations else [])
+    scored = with_loglik and "loglik" in row.evaluations
+    names = [TRAIN_LOG_FILE] + ([LOGLIK_FILE, PER_IMAGE_RECORD] if scored else [])
     return [
         f"{STUDY_RECORD}/{variant}/seed{seed}/{run}/{name}"
         for (_, seed, run) in study_jobs([row])
