@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gae import training  # noqa: E402
-from gae.config import load_config  # noqa: E402
+from gae.config import load_config, updated  # noqa: E402
 from gae.io import atomic_save_npz, atomic_write_text  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "training.json"
@@ -69,9 +69,9 @@ def _data_folder(scratch: Path) -> tuple[Path, str]:
     cfg = load_config(base=REPO / "params.yaml", overrides={"evaluate": NO_EVALUATIONS})
     from gae.data.prepare import load_prepared
 
-    data = REPO / cfg["paths"]["data"]
+    data = REPO / cfg.paths.data
     try:
-        load_prepared({**cfg, "paths": {**cfg["paths"], "data": str(data)}}, "bmnist")
+        load_prepared(updated(cfg, {"paths": {"data": str(data)}}), "bmnist")
         meta = json.loads((data / "prepared" / "bmnist.json").read_text())
         source = meta.get("source") or meta.get("sources") or "unknown"
         return data, f"prepared bmnist ({data / 'prepared' / 'bmnist.npz'}; sources: {source})"
@@ -173,7 +173,7 @@ def measure(
     row["n_valid"] = int(trainer.x_valid.shape[0])
     # the extras scale with n_train (search: n^2); steps are already per 50,000 images. A run
     # validating every V epochs pays validation_s / V per epoch (train.validate_every)
-    every = int(cfg["train"].get("validate_every", 1))
+    every = int(cfg.train.validate_every)
     row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"] / every
     return row
 
@@ -273,11 +273,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_train": rows[0]["n_train"] if rows else None,
             "n_valid": rows[0]["n_valid"] if rows else None,
             "epoch_images": EPOCH_IMAGES,
-            "batch_size": cfg["train"]["batch_size"],
-            "validate_every": cfg["train"].get("validate_every", 1),  # epoch_s: validation / V
-            "neighbour_search": cfg["models"]["gae"].get("neighbour_search", "exact"),
+            "batch_size": cfg.train.batch_size,
+            "validate_every": cfg.train.validate_every,  # epoch_s: validation / V
+            "neighbour_search": cfg.models["gae"].neighbour_search,
             "overlays": args.config,
-            "hidden_units": cfg["model"]["hidden_units"],
+            "hidden_units": cfg.model.hidden_units,
             "latent_dim": 50,
             "data": source,
             "params": "params.yaml and the overlays, models.{vae,gae,gae-slides,vamp} as there",
