@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from gae import training  # noqa: E402
 from gae.config import load_config, updated  # noqa: E402
 from gae.io import atomic_save_npz, atomic_write_text  # noqa: E402
+from gae.settings import Config  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "training.json"
 KINDS = ("vae", "gae", "gae-slides", "vamp")
@@ -87,7 +88,7 @@ def _data_folder(scratch: Path) -> tuple[Path, str]:
 
 def _config(
     data: Path, results: Path, device: str, compile_setting: Any, overlays: list[str]
-) -> dict[str, Any]:
+) -> Config:
     runs = [f"bmnist-{kind}-L{depth}-z50" for kind in KINDS for depth in DEPTHS]
     train: dict[str, Any] = {"compile": compile_setting}
     return load_config(
@@ -104,7 +105,7 @@ def _config(
     )
 
 
-def _trainer(cfg: dict[str, Any], run: str, cache: dict[str, Any]) -> training.Trainer:
+def _trainer(cfg: Config, run: str, cache: dict[str, Any]) -> training.Trainer:
     """A real Trainer; the data are read from disk once for all of them."""
     real = training.load_training_data
     if "data" not in cache:
@@ -153,7 +154,7 @@ def time_once(device: torch.device, fn) -> float:
 
 
 def measure(
-    cfg: dict[str, Any], run: str, cache: dict[str, Any], warmup: int, steps: int
+    cfg: Config, run: str, cache: dict[str, Any], warmup: int, steps: int
 ) -> dict[str, Any]:
     trainer = _trainer(cfg, run, cache)
     device = trainer.device
