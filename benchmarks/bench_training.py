@@ -47,8 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gae import training  # noqa: E402
-from gae.config import load_config  # noqa: E402
+from gae.config import load_config, updated  # noqa: E402
 from gae.io import atomic_save_npz, atomic_write_text  # noqa: E402
+from gae.settings import Config  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "training.json"
 KINDS = ("vae", "gae", "gae-slides", "vamp")
@@ -69,9 +70,9 @@ def _data_folder(scratch: Path) -> tuple[Path, str]:
     cfg = load_config(base=REPO / "params.yaml", overrides={"evaluate": NO_EVALUATIONS})
     from gae.data.prepare import load_prepared
 
-    data = REPO / cfg["paths"]["data"]
+    data = REPO / cfg.paths.data
     try:
-        load_prepared({**cfg, "paths": {**cfg["paths"], "data": str(data)}}, "bmnist")
+        load_prepared(updated(cfg, {"paths": {"data": str(data)}}), "bmnist")
         meta = json.loads((data / "prepared" / "bmnist.json").read_text())
         source = meta.get("source") or meta.get("sources") or "unknown"
         return data, f"prepared bmnist ({data / 'prepared' / 'bmnist.npz'}; sources: {source})"
@@ -87,7 +88,7 @@ def _data_folder(scratch: Path) -> tuple[Path, str]:
 
 def _config(
     data: Path, results: Path, device: str, compile_setting: Any, overlays: list[str]
-) -> dict[str, Any]:
+) -> Config:
     runs = [f"bmnist-{kind}-L{depth}-z50" for kind in KINDS for depth in DEPTHS]
     train: dict[str, Any] = {"compile": compile_setting}
     return load_config(
@@ -104,7 +105,7 @@ def _config(
     )
 
 
-def _trainer(cfg: dict[str, Any], run: str, cache: dict[str, Any]) -> training.Trainer:
+def _trainer(cfg: Config, run: str, cache: dict[str, Any]) -> training.Trainer:
     """A real Trainer; the data are read from disk once for all of them."""
     real = training.load_training_data
     if "data" not in cache:
@@ -153,7 +154,7 @@ def time_once(device: torch.device, fn) -> float:
 
 
 def measure(
-    cfg: dict[str, Any], run: str, cache: dict[str, Any], warmup: int, steps: int
+    cfg: Config, run: str, cache: dict[str, Any], warmup: int, steps: int
 ) -> dict[str, Any]:
     trainer = _trainer(cfg, run, cache)
     device = trainer.device
@@ -173,7 +174,7 @@ def measure(
     row["n_valid"] = int(trainer.x_valid.shape[0])
     # the extras scale with n_train (search: n^2); steps are already per 50,000 images. A run
     # validating every V epochs pays validation_s / V per epoch (train.validate_every)
-    every = int(cfg["train"].get("validate_every", 1))
+    every = int(cfg.train.validate_every)
     row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"] / every
     return row
 
@@ -273,11 +274,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_train": rows[0]["n_train"] if rows else None,
             "n_valid": rows[0]["n_valid"] if rows else None,
             "epoch_images": EPOCH_IMAGES,
-            "batch_size": cfg["train"]["batch_size"],
-            "validate_every": cfg["train"].get("validate_every", 1),  # epoch_s: validation / V
-            "neighbour_search": cfg["models"]["gae"].get("neighbour_search", "exact"),
+            "batch_size": cfg.train.batch_size,
+            "validate_every": cfg.train.validate_every,  # epoch_s: validation / V
+            "neighbour_search": cfg.models["gae"].neighbour_search,
             "overlays": args.config,
-            "hidden_units": cfg["model"]["hidden_units"],
+            "hidden_units": cfg.model.hidden_units,
             "latent_dim": 50,
             "data": source,
             "params": "params.yaml and the overlays, models.{vae,gae,gae-slides,vamp} as there",

@@ -12,25 +12,26 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from gae import __version__
 from gae.errors import GaeError
+from gae.settings import Config
 
 log = logging.getLogger("gae")
 
 
-def _cmd_prepare(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_prepare(cfg: Config, args: argparse.Namespace) -> None:
     from gae.data.prepare import prepare_dataset
 
-    mirror = args.mirror or os.environ.get("GAE_DATA_MIRROR") or cfg["data"].get("mirror")
+    mirror = args.mirror or os.environ.get("GAE_DATA_MIRROR") or cfg.data.mirror
     if args.tfd_path:
-        cfg["data"]["tfd_path"] = args.tfd_path
+        cfg = replace(cfg, data=replace(cfg.data, tfd_path=args.tfd_path))
     prepare_dataset(cfg, args.dataset, mirror=mirror, force=args.force)
 
 
-def _cmd_train(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_train(cfg: Config, args: argparse.Namespace) -> None:
     from gae.training import train_run
 
     train_run(
@@ -42,58 +43,58 @@ def _cmd_train(cfg: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
-def _cmd_sample(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_sample(cfg: Config, args: argparse.Namespace) -> None:
     from gae.sampling import sample_run
 
     sample_run(cfg, args.run)
 
 
-def _cmd_parzen(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_parzen(cfg: Config, args: argparse.Namespace) -> None:
     from gae.evaluation.parzen import parzen_run
 
     parzen_run(cfg, args.run)
 
 
-def _cmd_loglik(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_loglik(cfg: Config, args: argparse.Namespace) -> None:
     from gae.evaluation.loglik import loglik_run
 
     loglik_run(cfg, args.run)
 
 
-def _cmd_diagnose(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_diagnose(cfg: Config, args: argparse.Namespace) -> None:
     from gae.evaluation.diagnostics import diagnose_run
 
     diagnose_run(cfg, args.run)
 
 
-def _cmd_figures(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_figures(cfg: Config, args: argparse.Namespace) -> None:
     from gae.figures import make_figures
 
     make_figures(cfg)
 
 
-def _cmd_tables(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_tables(cfg: Config, args: argparse.Namespace) -> None:
     from gae.tables import make_tables
 
     make_tables(cfg)
 
 
-def _cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_report(cfg: Config, args: argparse.Namespace) -> None:
     from gae.report import make_report
 
     make_report(cfg)
 
 
-def _cmd_config(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+def _cmd_config(cfg: Config, args: argparse.Namespace) -> None:
     import yaml
 
     if args.runs:
-        print("\n".join(cfg["runs"]))
+        print("\n".join(cfg.runs))
     else:
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
 
 
-SUBCOMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {
+SUBCOMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], None], str]] = {
     "prepare": (_cmd_prepare, "fetch, verify and prepare a data set into data/prepared/"),
     "train": (_cmd_train, "train one run (resumes from its checkpoint)"),
     "sample": (_cmd_sample, "draw the run's samples.npy by the slides' procedure"),

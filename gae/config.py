@@ -3,8 +3,10 @@
 The effective configuration is ``params.yaml``, then each file of its ``overlays`` list, then
 each ``--config FILE`` of the command line, then each ``--set KEY.PATH=VALUE``, merged in that
 order: mappings merge key by key, every other value (lists included) is replaced. The result is
-validated against ``gae/schemas/params.schema.yaml`` plus the cross-key rules of the training
-code, so a bad value fails before any work, in every ``gae`` command and in Snakemake alike.
+validated against ``gae/schemas/params.schema.yaml`` (every key required: params.yaml writes
+each default once), read as the typed ``gae.settings.Config`` and checked by the cross-key rules
+of the training code, so a bad value fails before any work, in every ``gae`` command and in
+Snakemake alike.
 Every error names the file (or ``--set``) that set the offending value, because with overlays
 "params.yaml" is often not where the mistake is.
 
@@ -19,7 +21,7 @@ import copy
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,9 @@ from typing import Any
 import yaml
 
 from gae.errors import ConfigError
+from gae.settings import DATASETS, VARIANTS, Config, GaeSettings, Variant
 
 DEFAULT_CONFIG = Path("params.yaml")
-DATASETS = ("mnist", "bmnist", "frey", "tfd")
 RUN_PATTERN = re.compile(
     r"^(?P<dataset>mnist|bmnist|frey|tfd)-(?P<model>[a-z][a-z0-9-]*?)-L(?P<depth>[1-4])"
     r"-z(?P<latent_dim>[1-9][0-9]*)$"
@@ -192,7 +194,7 @@ def parse_set(text: str) -> dict[str, Any]:
 
 
 def _overlay_list(cfg: dict[str, Any], source: str) -> list[Any]:
-    overlays = cfg.get("overlays") or []
+    overlays = cfg["overlays"] if "overlays" in cfg else []  # a base file may leave it out
     if not isinstance(overlays, list) or not all(isinstance(o, str) for o in overlays):
         raise ConfigError(
             f"{source}: key 'overlays' must be a list of file names, e.g. "
@@ -207,9 +209,10 @@ def load_config(
     overrides: dict[str, Any] | None = None,
     sets: Sequence[str] = (),
     preset: bool = True,
-) -> dict[str, Any]:
+) -> Config:
     """The effective configuration: ``base``, its own ``overlays``, then ``overlays``, then
-    ``overrides`` (a mapping, for tests and scripts), then each ``--set`` text, validated.
+    ``overrides`` (a mapping, for tests and scripts), then each ``--set`` text, validated and
+    typed (``gae.settings.Config``; ``Config.to_dict()`` is the merged dict).
 
     ``preset=False`` ignores ``base``'s own ``overlays`` line (the preset ``make run`` writes
     there): the study's jobs use it, so a study row means the same whatever preset is active.
@@ -231,8 +234,13 @@ def load_config(
         cfg = merge(cfg, layer)
         note_sources(layer, label, sources)
     cfg["overlays"] = applied
-    validate_config(cfg, source=str(base), sources=sources)
-    return cfg
+    return validate_config(cfg, source=str(base), sources=sources)
+
+
+def updated(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """``cfg`` with ``overrides`` merged on top (as ``load_config(overrides=...)`` does),
+    validated again: the way to change a loaded, frozen configuration by nested keys."""
+    return validate_config(merge(cfg.to_dict(), overrides), source="overrides")
 
 
 def schema() -> dict[str, Any]:
@@ -247,12 +255,24 @@ def _unknown_key_message(err: Any, where: Any) -> str:
     unknown = [k for k in err.instance if k not in valid]
     key = str(unknown[0]) if unknown else "?"
     full = ".".join([*parent, key])
+    other = _kinds_with_key(key) if len(parent) == 2 and parent[0] == "models" else []
+    if other and isinstance(err.instance, dict) and "kind" in err.instance:
+        return (
+            f"{where([*parent, key])}: {full} is {err.instance[key]!r}, but it is a key of kind "
+            f"{' and '.join(other)}, and models.{parent[1]} is a {err.instance['kind']} (valid "
+            f"keys: {', '.join(valid)}); remove it"
+        )
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f"; did you mean '{'.'.join([*parent, close[0]])}'?" if close else ""
     return (
         f"{where([*parent, key])}: unknown key '{full}'{hint} "
         f"(valid keys under '{'.'.join(parent) or '(top level)'}': {', '.join(valid)})"
     )
+
+
+def _kinds_with_key(key: str) -> list[str]:
+    """The variant kinds whose settings have ``key`` (gae.settings: one dataclass per kind)."""
+    return [kind for kind, cls in VARIANTS.items() if key in {f.name for f in fields(cls)}]
 
 
 def _validator(jsonschema: Any) -> Any:
@@ -268,8 +288,9 @@ def _validator(jsonschema: Any) -> Any:
 
 def validate_config(
     cfg: dict[str, Any], source: str = "configuration", sources: Sources | None = None
-) -> None:
-    """Raise ConfigError naming the file, the key and the bad value, with what is allowed.
+) -> Config:
+    """The typed ``Config`` of the merged dict ``cfg``; else a ConfigError naming the file, the
+    key and the bad value, with what is allowed.
 
     ``sources`` (from ``load_config``) says which file set each key; without it every error
     names ``source``.
@@ -283,34 +304,56 @@ def validate_config(
         _validator(jsonschema).iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]
     )
     if errors:
-        err = errors[0]
-        if err.validator == "additionalProperties" and err.schema.get(
-            "additionalProperties"
-        ) is False:
-            raise ConfigError(_unknown_key_message(err, where))
-        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        hint = ""
-        if err.validator == "type" and isinstance(err.instance, float):
-            hint = f" (a count: write it as a whole number, e.g. {int(err.instance)})"
-        raise ConfigError(f"{where(err.absolute_path)}: key '{key}': {err.message}{hint}")
-    _check_runs(cfg, where)
-    _check_model(cfg, where)
-    _check_validation_interval(cfg, where)
-    for name, settings in cfg["models"].items():
-        _check_variant(cfg, name, settings, where)
+        raise ConfigError(_error_message(errors[0], where))
+    typed = Config.from_dict(cfg)
+    _check_runs(typed, where)
+    _check_model(typed, where)
+    _check_validation_interval(typed, where)
+    for name, settings in typed.models.items():
+        if isinstance(settings, GaeSettings):
+            _check_gae_variant(typed, name, settings, where)
+    return typed
 
 
-def _check_runs(cfg: dict[str, Any], where: Any) -> None:
-    runs = cfg["runs"]
-    for name in runs:
+def _error_message(err: Any, where: Any) -> str:
+    """One schema error as the message the user reads: the file, the full key, what to do."""
+    if err.validator == "additionalProperties" and err.schema.get("additionalProperties") is False:
+        return _unknown_key_message(err, where)
+    key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "required" and isinstance(err.instance, dict):
+        return _missing_keys_message(err, key, where)
+    hint = ""
+    if err.validator == "type" and isinstance(err.instance, float):
+        hint = f" (a count: write it as a whole number, e.g. {int(err.instance)})"
+    return f"{where(err.absolute_path)}: key '{key}': {err.message}{hint}"
+
+
+def _missing_keys_message(err: Any, key: str, where: Any) -> str:
+    """Every key is required (its default is params.yaml's): name all the missing ones."""
+    missing = [k for k in err.validator_value if k not in err.instance]
+    path = [str(p) for p in err.absolute_path]
+    if len(path) == 2 and path[0] == "models" and "kind" in err.instance:
+        return (
+            f"{where(path)}: variant '{path[1]}' (models.{path[1]}, kind "
+            f"{err.instance['kind']}) lacks {', '.join(missing)}: a variant lists every key of "
+            f"its kind (params.yaml's models.* show each with its meaning)"
+        )
+    return (
+        f"{where(path)}: key '{key}' lacks {', '.join(missing)}: every key is required "
+        f"(params.yaml holds each one's default)"
+    )
+
+
+def _check_runs(cfg: Config, where: Any) -> None:
+    for name in cfg.runs:
         spec = parse_run_name(name)
-        if spec.model not in cfg["models"]:
+        if spec.model not in cfg.models:
             raise ConfigError(
                 f"{where(['runs'])}: run '{name}' uses model '{spec.model}', which is not "
-                f"defined under 'models' (defined: {', '.join(sorted(cfg['models']))})"
+                f"defined under 'models' (defined: {', '.join(sorted(cfg.models))})"
             )
-    for evaluation, names in cfg["evaluate"].items():
-        missing = [n for n in names if n not in runs]
+    for evaluation, names in evaluate_lists(cfg).items():
+        missing = [n for n in names if n not in cfg.runs]
         if missing:
             raise ConfigError(
                 f"{where(['evaluate', evaluation])}: 'evaluate.{evaluation}' lists {missing}, "
@@ -318,13 +361,16 @@ def _check_runs(cfg: dict[str, Any], where: Any) -> None:
             )
 
 
-def _check_validation_interval(cfg: dict[str, Any], where: Any) -> None:
+def evaluate_lists(cfg: Config) -> dict[str, list[str]]:
+    """``evaluate`` as evaluation name -> its runs (parzen, loglik, diagnostics, latent)."""
+    return {f.name: list(getattr(cfg.evaluate, f.name)) for f in fields(cfg.evaluate)}
+
+
+def _check_validation_interval(cfg: Config, where: Any) -> None:
     """A plateau schedule judges validated epochs only: its lr_decay_epochs must be a whole
     number of validation intervals (``gae.schedules.make_scheduler``)."""
-    train = cfg.get("train", {})
-    every = int(train.get("validate_every", 1))
-    decay = int(train.get("lr_decay_epochs", 5))
-    if every > 1 and train.get("lr_schedule", "constant") == "plateau" and decay % every:
+    every, decay = cfg.train.validate_every, cfg.train.lr_decay_epochs
+    if every > 1 and cfg.train.lr_schedule == "plateau" and decay % every:
         raise ConfigError(
             f"{where(['train', 'lr_decay_epochs'])}: train.lr_decay_epochs ({decay}) must be a "
             f"multiple of train.validate_every ({every}, {where(['train', 'validate_every'])}) "
@@ -332,14 +378,14 @@ def _check_validation_interval(cfg: dict[str, Any], where: Any) -> None:
         )
 
 
-def _check_model(cfg: dict[str, Any], where: Any) -> None:
-    model = cfg["model"]
-    if model.get("logvar_min", -6.0) >= model.get("logvar_max", 2.0):
+def _check_model(cfg: Config, where: Any) -> None:
+    model = cfg.model
+    if model.logvar_min >= model.logvar_max:
         raise ConfigError(
             f"{where(['model', 'logvar_min'])}: 'model.logvar_min' must be below "
             f"'model.logvar_max' ({where(['model', 'logvar_max'])})"
         )
-    std_min, std_init = model.get("gaussian_std_min", 0.01), model.get("gaussian_std_init", 0.1)
+    std_min, std_init = model.gaussian_std_min, model.gaussian_std_init
     if std_init <= std_min:
         raise ConfigError(
             f"{where(['model', 'gaussian_std_init'])}: model.gaussian_std_init ({std_init}) must "
@@ -348,66 +394,46 @@ def _check_model(cfg: dict[str, Any], where: Any) -> None:
         )
 
 
-# The values the training code uses when a GAE variant leaves a key out (gae/training.py,
-# make_objective; gae/models.py, GenerativeModel). The cross-key rules below must judge a variant
-# as training will run it, so they read the same fallbacks.
-_RUNTIME_DEFAULTS: dict[str, Any] = {
-    "e_step": "sampled",
-    "candidates": "batch",
-    "leave_one_out": False,
-    "prior_variance": "posterior",
-    "warmup_epochs": 0,
-}
-
-
-def _check_variant(cfg: dict[str, Any], name: str, settings: dict[str, Any], where: Any) -> None:
-    """The cross-key rules of one ``models.NAME`` variant, checked at training start too
-    (``gae.training.make_objective``, ``GenerativeModel``); here they fail before any job."""
-    get = {**_RUNTIME_DEFAULTS, **settings}.get
-    kind, e_step = settings["kind"], get("e_step")
+def _check_gae_variant(cfg: Config, name: str, settings: GaeSettings, where: Any) -> None:
+    """The cross-key rules of one GAE variant ``models.NAME``, checked at training start too
+    (``gae.training.make_objective``, ``GenerativeModel``); here they fail before any job.
+    (A key of another kind on a VAE or VampPrior variant is an unknown key of the schema.)"""
+    e_step, variance = settings.e_step, settings.prior_variance
 
     def key(sub: str) -> str:
         return f"models.{name}.{sub} ({where(['models', name, sub])})"
 
-    if kind != "gae":
-        if get("prior_variance") != "posterior":
-            raise ConfigError(
-                f"{key('prior_variance')} is {get('prior_variance')!r}, but it applies to a "
-                f"GAE's exemplar prior only and models.{name} is a {kind}; remove it"
-            )
-        return
-    if e_step == "posterior" and not get("leave_one_out"):
+    if e_step == "posterior" and not settings.leave_one_out:
         raise ConfigError(
             f"{key('leave_one_out')} must be true with {key('e_step')} 'posterior': with its "
             f"own component in the prior an image pays at most log n for any code and the "
             f"encoder collapses; set models.{name}.leave_one_out: true"
         )
-    if get("prior_variance") != "posterior" and e_step != "posterior":
+    if variance != "posterior" and e_step != "posterior":
         raise ConfigError(
-            f"{key('prior_variance')} {get('prior_variance')!r} needs {key('e_step')} "
+            f"{key('prior_variance')} {variance!r} needs {key('e_step')} "
             f"'posterior' (the sampled E-step draws z from each q(z|x_j) itself); set "
-            f"models.{name}.e_step: posterior or remove prior_variance"
+            f"models.{name}.e_step: posterior or prior_variance: posterior"
         )
-    if get("warmup_epochs") and e_step != "posterior":
+    if settings.warmup_epochs and e_step != "posterior":
         raise ConfigError(
             f"{key('warmup_epochs')} applies to the VAE and to the GAE's posterior E-step (its "
             f"bound has a KL part to scale), not to {key('e_step')} {e_step!r}; set "
             f"models.{name}.warmup_epochs: 0 or e_step: posterior"
         )
-    if get("exemplar_gradient", False) and (e_step != "posterior" or get("candidates") != "knn"):
+    if settings.exemplar_gradient and (e_step != "posterior" or settings.candidates != "knn"):
         raise ConfigError(
             f"{key('exemplar_gradient')} applies to a GAE with e_step: posterior and "
-            f"candidates: knn ({key('candidates')} is {get('candidates')!r}, e_step "
-            f"{e_step!r}); remove models.{name}.exemplar_gradient"
+            f"candidates: knn ({key('candidates')} is {settings.candidates!r}, e_step "
+            f"{e_step!r}); set models.{name}.exemplar_gradient: false"
         )
-    _check_candidates(cfg, name, settings, key)
+    _check_candidates(cfg, settings, key)
 
 
-def _check_candidates(cfg: dict[str, Any], name: str, settings: dict[str, Any], key: Any) -> None:
+def _check_candidates(cfg: Config, settings: GaeSettings, key: Any) -> None:
     """k nearest exemplars need k + 2 training images (the image itself is left out)."""
-    n_train = (cfg["data"].get("subset") or {}).get("train")
-    k = settings.get("n_candidates", 10)
-    if settings.get("candidates") == "knn" and n_train is not None and k > n_train - 2:
+    n_train, k = cfg.data.subset.train, settings.n_candidates
+    if settings.candidates == "knn" and n_train is not None and k > n_train - 2:
         raise ConfigError(
             f"{key('n_candidates')} = {k} nearest exemplars needs at least n_candidates + 2 "
             f"training images, but data.subset.train is {n_train}; lower n_candidates or raise "
@@ -415,36 +441,37 @@ def _check_candidates(cfg: dict[str, Any], name: str, settings: dict[str, Any], 
         )
 
 
-def run_spec(cfg: dict[str, Any], name: str) -> RunSpec:
+def run_spec(cfg: Config, name: str) -> RunSpec:
     """Parse ``name`` and check that the configuration defines it."""
     spec = parse_run_name(name)
-    if name not in cfg["runs"]:
+    if name not in cfg.runs:
+        runs = cfg.runs
         raise ConfigError(
             f"run '{name}' is not listed under 'runs' in the configuration; add it there "
-            f"(known runs: {', '.join(cfg['runs'][:5])}{', ...' if len(cfg['runs']) > 5 else ''})"
+            f"(known runs: {', '.join(runs[:5])}{', ...' if len(runs) > 5 else ''})"
         )
     return spec
 
 
-def model_settings(cfg: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
-    """The variant settings of ``spec.model`` (``cfg['models'][model]``)."""
-    return dict(cfg["models"][spec.model])
+def model_settings(cfg: Config, spec: RunSpec) -> Variant:
+    """The variant settings of ``spec.model`` (``models.MODEL``)."""
+    return cfg.models[spec.model]
 
 
 # ---- paths (the layout of ../shared/spec.md) -------------------------------------------------
 
 
-def data_dir(cfg: dict[str, Any]) -> Path:
-    return Path(cfg["paths"]["data"])
+def data_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.data)
 
 
-def prepared_path(cfg: dict[str, Any], dataset: str, suffix: str = "npz") -> Path:
+def prepared_path(cfg: Config, dataset: str, suffix: str = "npz") -> Path:
     return data_dir(cfg) / "prepared" / f"{dataset}.{suffix}"
 
 
-def results_dir(cfg: dict[str, Any]) -> Path:
-    return Path(cfg["paths"]["results"])
+def results_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.results)
 
 
-def run_dir(cfg: dict[str, Any], run: str) -> Path:
+def run_dir(cfg: Config, run: str) -> Path:
     return results_dir(cfg) / "runs" / run

@@ -34,6 +34,7 @@ from gae.paths import (  # noqa: F401
 )
 from gae.paths import latent_runs as _latent_runs
 from gae.paths import run_datasets as _datasets
+from gae.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ GRID_SIDE = 8  # samples per grid row/column
 N_LATENT = 1000  # z samples in the latent density (the slides' figure)
 
 
-def _kind(cfg: dict[str, Any], spec: RunSpec) -> str:
-    return cfg["models"][spec.model]["kind"]
+def _kind(cfg: Config, spec: RunSpec) -> str:
+    return cfg.models[spec.model].kind
 
 
 def _require(path: Path, command: str) -> Path:
@@ -74,16 +75,16 @@ def _mosaic(samples: np.ndarray, shape: tuple[int, int], side: int = GRID_SIDE) 
     return canvas
 
 
-def _model_title(cfg: dict[str, Any], model: str) -> str:
-    kind = cfg["models"][model]["kind"].upper()
+def _model_title(cfg: Config, model: str) -> str:
+    kind = cfg.models[model].kind.upper()
     return kind if model in ("gae", "vae", "vamp") else f"{kind} [{model}]"
 
 
-def sample_grid_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Path:
+def sample_grid_figure(cfg: Config, dataset: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     plan = sample_grid_plan(cfg, dataset)
-    models = sorted({m for _, m in plan}, key=lambda m: (cfg["models"][m]["kind"] != "gae", m))
+    models = sorted({m for _, m in plan}, key=lambda m: (cfg.models[m].kind != "gae", m))
     depths = sorted({d for d, _ in plan})
     shape = IMAGE_SHAPES[dataset]
     fig, axes = plt.subplots(
@@ -116,7 +117,7 @@ def sample_grid_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _load_model(cfg: dict[str, Any], run: str) -> Any:
+def _load_model(cfg: Config, run: str) -> Any:
     """The run's model.pt, checked to belong to the run (gae.run_model)."""
     from gae.run_model import load_run_model
 
@@ -124,7 +125,7 @@ def _load_model(cfg: dict[str, Any], run: str) -> Any:
     return load_run_model(cfg, run, path, device="cpu")
 
 
-def _layer_title(cfg: dict[str, Any], spec: RunSpec) -> str:
+def _layer_title(cfg: Config, spec: RunSpec) -> str:
     return f"{_model_title(cfg, spec.model)}, {spec.depth}-layered enc./dec."
 
 
@@ -136,7 +137,7 @@ def _check_2d(spec: RunSpec) -> None:
         )
 
 
-def latent_density_figure(cfg: dict[str, Any], path: Path) -> Path:
+def latent_density_figure(cfg: Config, path: Path) -> Path:
     """KDE of 1,000 z drawn from each 2-D run's prior (the slides' latent-space figure)."""
     import matplotlib.pyplot as plt
     import torch
@@ -147,7 +148,7 @@ def latent_density_figure(cfg: dict[str, Any], path: Path) -> Path:
     for ax, spec in zip(axes[0], specs, strict=True):
         _check_2d(spec)
         model = _load_model(cfg, spec.name)
-        generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        generator = torch.Generator().manual_seed(int(cfg.seed))
         with torch.no_grad():
             z = model.prior.sample(N_LATENT, generator).detach().cpu().numpy().astype(np.float64)
         lo, hi = z.min(axis=0), z.max(axis=0)
@@ -165,7 +166,7 @@ def latent_density_figure(cfg: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def latent_scatter_figure(cfg: dict[str, Any], path: Path) -> Path:
+def latent_scatter_figure(cfg: Config, path: Path) -> Path:
     """z ~ q(z|x) for the test images, coloured by their class."""
     import matplotlib.pyplot as plt
     import torch
@@ -173,7 +174,7 @@ def latent_scatter_figure(cfg: dict[str, Any], path: Path) -> Path:
     from gae.data.prepare import load_prepared
 
     specs = _latent_runs(cfg)
-    batch = int(cfg["evaluation"].get("batch_size", 500))
+    batch = int(cfg.evaluation.batch_size)
     fig, axes = plt.subplots(1, len(specs), figsize=(4.6 * len(specs), 4.2), squeeze=False)
     for ax, spec in zip(axes[0], specs, strict=True):
         _check_2d(spec)
@@ -182,7 +183,7 @@ def latent_scatter_figure(cfg: dict[str, Any], path: Path) -> Path:
         data = load_prepared(cfg, spec.dataset)
         x = torch.as_tensor(np.asarray(data["x_test"], dtype=np.float32))
         labels = data.get("y_test")
-        generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        generator = torch.Generator().manual_seed(int(cfg.seed))
         zs = []
         with torch.no_grad():
             for start in range(0, len(x), batch):
@@ -204,13 +205,13 @@ def latent_scatter_figure(cfg: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def training_curves_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Path:
+def training_curves_figure(cfg: Config, dataset: str, path: Path) -> Path:
     """Training and validation objective per epoch for every run of the data set."""
     import pandas as pd
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
-    runs = [r for r in cfg["runs"] if parse_run_name(r).dataset == dataset]
+    runs = [r for r in cfg.runs if parse_run_name(r).dataset == dataset]
     frames = []
     for run in runs:
         log_path = _require(run_dir(cfg, run) / TRAIN_LOG_FILE, f"gae train {run}")
@@ -252,7 +253,7 @@ def training_curves_figure(cfg: dict[str, Any], dataset: str, path: Path) -> Pat
     return _save(grid.figure, path)
 
 
-def make_figures(cfg: dict[str, Any]) -> list[Path]:
+def make_figures(cfg: Config) -> list[Path]:
     """Draw every figure of ``figure_paths(cfg)``; return the paths written."""
     import matplotlib
 

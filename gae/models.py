@@ -27,6 +27,7 @@ from gae.errors import GaeError
 from gae.io import atomic_torch_save
 from gae.ops import LOG_2PI, pairwise_diag_gaussian_logpdf
 from gae.priors import ExemplarMixturePrior, StandardNormalPrior, VampPrior, prior_from_state
+from gae.settings import DATASETS, Config
 
 FORMAT_VERSION = 1
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "elu": nn.ELU}
@@ -394,31 +395,30 @@ def build_model(kind: str, architecture: dict[str, Any], meta: dict[str, Any] | 
 
 
 def architecture_from_config(
-    cfg: dict[str, Any], dataset: str, depth: int, latent_dim: int, data_dim: int
+    cfg: Config, dataset: str, depth: int, latent_dim: int, data_dim: int
 ) -> dict[str, Any]:
-    m = cfg["model"]
-    likelihood = m.get("likelihood", {}).get(dataset)
-    if likelihood is None:
-        raise GaeError(
-            f"model.likelihood has no entry for data set {dataset!r}; add "
-            f"'{dataset}: bernoulli' or '{dataset}: gaussian' under model.likelihood"
-        )
+    """The architecture dict model.pt stores (and the run's fingerprint hashes): ``model.*``
+    of ``cfg`` with the run's shape. Its keys and value types must not change, or every
+    checkpoint made before is refused."""
+    m = cfg.model
+    if dataset not in DATASETS:
+        raise GaeError(f"unknown data set {dataset!r}; use one of {', '.join(DATASETS)}")
     return {
         "data_dim": int(data_dim),
         "latent_dim": int(latent_dim),
         "depth": int(depth),
-        "hidden_units": int(m.get("hidden_units", 500)),
-        "activation": m.get("activation", "tanh"),
-        "init": m.get("init", "xavier"),
-        "logvar_min": float(m.get("logvar_min", -6.0)),
-        "logvar_max": float(m.get("logvar_max", 2.0)),
-        "likelihood": likelihood,
-        "gaussian_variance": m.get("gaussian_variance", "learned"),
-        "gaussian_std_min": float(m.get("gaussian_std_min", 0.01)),
-        "gaussian_std_init": float(m.get("gaussian_std_init", 0.1)),
+        "hidden_units": int(m.hidden_units),
+        "activation": m.activation,
+        "init": m.init,
+        "logvar_min": float(m.logvar_min),
+        "logvar_max": float(m.logvar_max),
+        "likelihood": getattr(m.likelihood, dataset),
+        "gaussian_variance": m.gaussian_variance,
+        "gaussian_std_min": float(m.gaussian_std_min),
+        "gaussian_std_init": float(m.gaussian_std_init),
         # only when not the default, so that the architecture (and with it the fingerprint of
         # every run trained before gated layers existed) stays as it was
-        **({"layer": m["layer"]} if m.get("layer", "dense") != "dense" else {}),
+        **({"layer": m.layer} if m.layer != "dense" else {}),
     }
 
 

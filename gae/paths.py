@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from gae.config import RunSpec, parse_run_name, prepared_path, results_dir, run_dir
+from gae.settings import Config
 
 # per-run artifacts, under results/runs/{run}/
 MODEL_FILE = "model.pt"
@@ -31,34 +31,34 @@ TABLE2 = "table2_loglik"
 TABLE_FORMATS = ("csv", "md", "tex")
 
 
-def run_datasets(cfg: dict[str, Any]) -> list[str]:
-    """The data sets of ``cfg['runs']``, in the order they first appear."""
-    return list(dict.fromkeys(parse_run_name(run).dataset for run in cfg["runs"]))
+def run_datasets(cfg: Config) -> list[str]:
+    """The data sets of ``cfg.runs``, in the order they first appear."""
+    return list(dict.fromkeys(parse_run_name(run).dataset for run in cfg.runs))
 
 
-def evaluated_runs(cfg: dict[str, Any], evaluation: str) -> list[str]:
-    """The runs ``evaluate.{evaluation}`` lists (none when the key is absent)."""
-    return list(cfg["evaluate"].get(evaluation, []))
+def evaluated_runs(cfg: Config, evaluation: str) -> list[str]:
+    """The runs ``evaluate.{evaluation}`` lists (parzen, loglik, diagnostics or latent)."""
+    return list(getattr(cfg.evaluate, evaluation))
 
 
-def latent_runs(cfg: dict[str, Any]) -> list[RunSpec]:
+def latent_runs(cfg: Config) -> list[RunSpec]:
     return [parse_run_name(r) for r in evaluated_runs(cfg, "latent")]
 
 
 # ---- figures ---------------------------------------------------------------------------------
 
 
-def figures_dir(cfg: dict[str, Any]) -> Path:
+def figures_dir(cfg: Config) -> Path:
     return results_dir(cfg) / "figures"
 
 
-def sample_grid_plan(cfg: dict[str, Any], dataset: str) -> dict[tuple[int, str], str]:
+def sample_grid_plan(cfg: Config, dataset: str) -> dict[tuple[int, str], str]:
     """(depth, model) -> run for the dataset's sample-grid figure.
 
     Uses the latent size most runs of the data set share (so the 2-D latent runs do not crowd
     the comparison); columns are the model variants, GAE kinds first, rows the depths.
     """
-    specs = [s for s in map(parse_run_name, cfg["runs"]) if s.dataset == dataset]
+    specs = [s for s in map(parse_run_name, cfg.runs) if s.dataset == dataset]
     if not specs:
         return {}
     counts = Counter(s.latent_dim for s in specs)
@@ -66,7 +66,7 @@ def sample_grid_plan(cfg: dict[str, Any], dataset: str) -> dict[tuple[int, str],
     return {(s.depth, s.model): s.name for s in specs if s.latent_dim == latent}
 
 
-def figure_paths(cfg: dict[str, Any]) -> list[Path]:
+def figure_paths(cfg: Config) -> list[Path]:
     """Every figure make_figures writes, from the configuration alone."""
     out = figures_dir(cfg)
     datasets = run_datasets(cfg)
@@ -77,7 +77,7 @@ def figure_paths(cfg: dict[str, Any]) -> list[Path]:
     return paths
 
 
-def figure_inputs(cfg: dict[str, Any]) -> list[Path]:
+def figure_inputs(cfg: Config) -> list[Path]:
     """Every file make_figures reads."""
     paths: list[Path] = []
     for dataset in run_datasets(cfg):
@@ -86,23 +86,23 @@ def figure_inputs(cfg: dict[str, Any]) -> list[Path]:
     for spec in latent_runs(cfg):
         paths.append(run_dir(cfg, spec.name) / MODEL_FILE)
         paths.append(prepared_path(cfg, spec.dataset))
-    paths += [run_dir(cfg, r) / TRAIN_LOG_FILE for r in cfg["runs"]]
+    paths += [run_dir(cfg, r) / TRAIN_LOG_FILE for r in cfg.runs]
     return list(dict.fromkeys(paths))
 
 
 # ---- tables ----------------------------------------------------------------------------------
 
 
-def tables_dir(cfg: dict[str, Any]) -> Path:
+def tables_dir(cfg: Config) -> Path:
     return results_dir(cfg) / "tables"
 
 
-def table_paths(cfg: dict[str, Any]) -> list[Path]:
+def table_paths(cfg: Config) -> list[Path]:
     """Every file make_tables writes (the pipeline's DAG uses this list)."""
     return [tables_dir(cfg) / f"{n}.{fmt}" for n in (TABLE1, TABLE2) for fmt in TABLE_FORMATS]
 
 
-def table_inputs(cfg: dict[str, Any]) -> list[Path]:
+def table_inputs(cfg: Config) -> list[Path]:
     """Every file make_tables reads: the metric files and the data sets' provenance."""
     parzen, loglik = evaluated_runs(cfg, "parzen"), evaluated_runs(cfg, "loglik")
     paths = [run_dir(cfg, run) / PARZEN_FILE for run in parzen]
@@ -116,11 +116,11 @@ def table_inputs(cfg: dict[str, Any]) -> list[Path]:
 # ---- report ----------------------------------------------------------------------------------
 
 
-def report_path(cfg: dict[str, Any]) -> Path:
+def report_path(cfg: Config) -> Path:
     return results_dir(cfg) / "report.md"
 
 
-def report_inputs(cfg: dict[str, Any]) -> list[Path]:
+def report_inputs(cfg: Config) -> list[Path]:
     """Every file make_report reads (tables, figures, diagnostics)."""
     paths = [p for p in table_paths(cfg) if p.suffix == ".md"]
     paths += figure_paths(cfg)

@@ -19,7 +19,8 @@ import os
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+
+from gae.settings import Config
 
 PACKAGE = "gae"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds gae/
@@ -151,16 +152,16 @@ def cuda_available(python: str) -> bool:
 
 
 def gpu_refusal(
-    cfg: Mapping[str, Any], has_cuda: Callable[[], bool], env: Mapping[str, str] = os.environ
+    cfg: Config, has_cuda: Callable[[], bool], env: Mapping[str, str] = os.environ
 ) -> str | None:
     """Why this run must not start, or None: a configuration that asks for a GPU (``device``
     auto or cuda: the paper preset) where none is, unless ``GAE_ALLOW_CPU=1`` opts in."""
-    if cfg["device"] == "cpu" or env.get(ALLOW_CPU_ENV) == "1" or has_cuda():
+    if cfg.device == "cpu" or env.get(ALLOW_CPU_ENV) == "1" or has_cuda():
         return None
     presets = ", ".join(CPU_PRESETS)
     return (
-        f"this configuration asks for a GPU (device: {cfg['device']}; overlays: "
-        f"{list(cfg.get('overlays') or []) or 'none, the paper preset'}) and no CUDA device is "
+        f"this configuration asks for a GPU (device: {cfg.device}; overlays: "
+        f"{list(cfg.overlays) or 'none, the paper preset'}) and no CUDA device is "
         f"available: at the paper scale a CPU would take days. Use a CPU preset ({presets}): "
         f"`make run` (quick, ~15 min), `make run PRESET=cpu` (about an hour), or "
         f"snakemake --config overlays='[config/quick.yaml]'. To run it on the CPU anyway, set "

@@ -29,6 +29,7 @@ from gae.paths import (  # noqa: F401 (report_inputs, FIGURE_CAPTIONS: their hom
     report_path,
     tables_dir,
 )
+from gae.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ DIAGNOSTIC_KEYS = (
 )
 
 
-def _diagnostics_runs(cfg: dict[str, Any]) -> list[str]:
-    return list(cfg["evaluate"].get("diagnostics", []))
+def _diagnostics_runs(cfg: Config) -> list[str]:
+    return list(cfg.evaluate.diagnostics)
 
 
 def _require(path: Path, command: str) -> Path:
@@ -79,31 +80,27 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
-def _settings_lines(cfg: dict[str, Any]) -> list[str]:
-    overlays = cfg.get("overlays") or []
+def _settings_lines(cfg: Config) -> list[str]:
+    overlays = cfg.overlays
     preset = ", ".join(f"`{o}`" for o in overlays) if overlays else "none: the paper scale"
-    subset = cfg["data"].get("subset") or {}
-    ev = cfg["evaluation"]
+    subset, ev, model, train = cfg.data.subset, cfg.evaluation, cfg.model, cfg.train
     return [
         f"- Preset (overlays on `params.yaml`): {preset}",
-        f"- Data subset (rows of train/valid/test): {subset.get('train') or 'all'} / "
-        f"{subset.get('valid') or 'all'} / {subset.get('test') or 'all'}",
-        f"- Model: {cfg['model'].get('hidden_units')} hidden units, "
-        f"{cfg['model'].get('activation')}, {cfg['model'].get('layer', 'dense')} layers, "
-        f"{cfg['model'].get('init', 'xavier')} init; "
-        f"training: up to {cfg['train'].get('epochs')} epochs, "
-        f"batch {cfg['train'].get('batch_size')}, lr {cfg['train'].get('lr')}, "
-        f"patience {cfg['train'].get('patience')}",
-        f"- Evaluation: {ev.get('n_samples')} samples per run; Parzen on "
-        f"{ev.get('parzen', {}).get('n_test') or 'all'} test images; log-likelihood S = "
-        f"{ev.get('loglik', {}).get('n_importance')} (importance) / "
-        f"{ev.get('loglik', {}).get('n_prior')} (prior) on "
-        f"{ev.get('loglik', {}).get('n_test') or 'all'} test images",
-        f"- Seed {cfg['seed']}, device `{cfg['device']}`, gae {__version__}",
+        f"- Data subset (rows of train/valid/test): {subset.train or 'all'} / "
+        f"{subset.valid or 'all'} / {subset.test or 'all'}",
+        f"- Model: {model.hidden_units} hidden units, "
+        f"{model.activation}, {model.layer} layers, {model.init} init; "
+        f"training: up to {train.epochs} epochs, "
+        f"batch {train.batch_size}, lr {train.lr}, patience {train.patience}",
+        f"- Evaluation: {ev.n_samples} samples per run; Parzen on "
+        f"{ev.parzen.n_test or 'all'} test images; log-likelihood S = "
+        f"{ev.loglik.n_importance} (importance) / {ev.loglik.n_prior} (prior) on "
+        f"{ev.loglik.n_test or 'all'} test images",
+        f"- Seed {cfg.seed}, device `{cfg.device}`, gae {__version__}",
     ]
 
 
-def _intro_lines(cfg: dict[str, Any]) -> list[str]:
+def _intro_lines(cfg: Config) -> list[str]:
     """The report's title, what it is, and the configuration; a reduced preset gets a warning
     up front, so a smoke run's numbers are never read as the paper-scale ones."""
     lines = [
@@ -117,16 +114,16 @@ def _intro_lines(cfg: dict[str, Any]) -> list[str]:
         "",
         *_settings_lines(cfg),
     ]
-    if cfg.get("overlays"):
+    if cfg.overlays:
         lines += [
             "",
-            f"> Reduced preset ({', '.join(cfg['overlays'])}): the numbers check that the pipeline "
+            f"> Reduced preset ({', '.join(cfg.overlays)}): the numbers check that the pipeline "
             "works end to end; they are not comparable with the slides.",
         ]
     return lines
 
 
-def _table_lines(cfg: dict[str, Any]) -> list[str]:
+def _table_lines(cfg: Config) -> list[str]:
     """Tables 1 and 2 as ``gae tables`` wrote them in Markdown, each with links to its CSV and
     LaTeX versions (relative to the report, which sits above ``tables/``)."""
     lines: list[str] = []
@@ -144,7 +141,7 @@ def _table_lines(cfg: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _figure_lines(cfg: dict[str, Any], report: Path) -> list[str]:
+def _figure_lines(cfg: Config, report: Path) -> list[str]:
     """Every planned figure, linked relative to the report, under a heading from its file name
     and with its caption; per-data-set figures name their data set."""
     lines = ["", "## Figures"]
@@ -185,7 +182,7 @@ def _diagnostics_table(runs: list[str], rows: dict[str, dict[str, Any]]) -> list
     return lines
 
 
-def _diagnostics_lines(cfg: dict[str, Any], report: Path) -> list[str]:
+def _diagnostics_lines(cfg: Config, report: Path) -> list[str]:
     """The memorisation section (``evaluate.diagnostics`` runs): their numbers in one table,
     then each run's nearest-neighbour figure; nothing when no run is diagnosed."""
     runs = _diagnostics_runs(cfg)
@@ -208,7 +205,7 @@ def _diagnostics_lines(cfg: dict[str, Any], report: Path) -> list[str]:
     return lines
 
 
-def make_report(cfg: dict[str, Any]) -> Path:
+def make_report(cfg: Config) -> Path:
     """Gather tables, figures and diagnostics into results/report.md."""
     path = report_path(cfg)
     lines = _intro_lines(cfg)

@@ -18,16 +18,17 @@ from gae.config import run_spec
 from gae.data.sources import IMAGE_SHAPES
 from gae.errors import GaeError
 from gae.models import GenerativeModel, load_model
+from gae.settings import Config
 
 
-def expected_identity(cfg: dict[str, Any], run: str) -> dict[str, Any]:
+def expected_identity(cfg: Config, run: str) -> dict[str, Any]:
     """What a model of ``run`` must be, from its name and ``cfg`` alone."""
     spec = run_spec(cfg, run)
     shape = IMAGE_SHAPES.get(spec.dataset)
     return {
         "run": run,
         "dataset": spec.dataset,
-        "kind": cfg["models"][spec.model]["kind"],
+        "kind": cfg.models[spec.model].kind,
         "latent_dim": spec.latent_dim,
         "depth": spec.depth,
         "data_dim": None if shape is None else shape[0] * shape[1],
@@ -47,7 +48,7 @@ def model_identity(model: GenerativeModel) -> dict[str, Any]:
     }
 
 
-def check_model_for_run(model: GenerativeModel, cfg: dict[str, Any], run: str, path: Path) -> None:
+def check_model_for_run(model: GenerativeModel, cfg: Config, run: str, path: Path) -> None:
     """Raise one clear GaeError when ``model`` (read from ``path``) is not a model of ``run``."""
     want, have = expected_identity(cfg, run), model_identity(model)
     wrong = [
@@ -63,7 +64,7 @@ def check_model_for_run(model: GenerativeModel, cfg: dict[str, Any], run: str, p
 
 
 def load_run_model(
-    cfg: dict[str, Any], run: str, path: Path, device: str | torch.device = "cpu"
+    cfg: Config, run: str, path: Path, device: str | torch.device = "cpu"
 ) -> GenerativeModel:
     """``load_model(path)``, refused unless the model belongs to ``run``."""
     model = load_model(path, device=device)

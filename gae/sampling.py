@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from gae.io import atomic_save_npy
 from gae.models import GenerativeModel
 from gae.paths import MODEL_FILE, SAMPLES_FILE
 from gae.run_model import load_run_model
+from gae.settings import Config
 from gae.training import derive_seed, resolve_device
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,15 @@ def draw_samples(
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def sample_run(cfg: dict[str, Any], run: str) -> Path:
+def sample_run(cfg: Config, run: str) -> Path:
     """Write results/runs/{run}/samples.npy: cfg evaluation.n_samples rows, seeded per run."""
     run_spec(cfg, run)
     folder = run_dir(cfg, run)
     device = resolve_device(cfg)
     model = load_run_model(cfg, run, folder / MODEL_FILE, device=device)
-    n = int(cfg["evaluation"].get("n_samples", 10000))
-    generator = torch.Generator(device=device).manual_seed(derive_seed(cfg["seed"], run, "sample"))
-    batch = int(cfg["evaluation"].get("batch_size", 500))
+    n = int(cfg.evaluation.n_samples)
+    generator = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, run, "sample"))
+    batch = int(cfg.evaluation.batch_size)
     samples = draw_samples(model, n, generator, batch)
     path = folder / SAMPLES_FILE
     atomic_save_npy(path, samples)

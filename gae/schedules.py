@@ -28,22 +28,20 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau, StepLR
 
+from gae.settings import TrainSection
+
 Scheduler = LRScheduler | ReduceLROnPlateau
 SCHEDULES = ("constant", "step", "plateau")
 
 
-def schedule_settings(train_cfg: dict[str, Any]) -> dict[str, Any] | None:
+def schedule_settings(train: TrainSection) -> dict[str, Any] | None:
     """train.lr_schedule as ``{factor, every}`` (step) or ``{factor, patience}`` (plateau); None
     when constant. This dict is what the run's fingerprint records (``lr_decay``), so its keys
     and values must not change: a changed dict would refuse every checkpoint made before."""
-    schedule = train_cfg.get("lr_schedule", "constant")
-    if schedule == "constant":
+    if train.lr_schedule == "constant":
         return None
-    key = "every" if schedule == "step" else "patience"
-    return {
-        "factor": float(train_cfg.get("lr_decay_factor", 0.5)),
-        key: int(train_cfg.get("lr_decay_epochs", 5)),
-    }
+    key = "every" if train.lr_schedule == "step" else "patience"
+    return {"factor": float(train.lr_decay_factor), key: int(train.lr_decay_epochs)}
 
 
 def make_scheduler(

@@ -39,6 +39,7 @@ import yaml
 from gae.config import load_config, parse_run_name
 from gae.errors import ConfigError, GaeError
 from gae.paths import MODEL_FILE
+from gae.settings import Config
 
 STUDY_SHEET = Path("config/study.tsv")
 STUDY_SCHEMA = Path("workflow/schemas/study.schema.yaml")
@@ -92,7 +93,7 @@ class StudyRow:
             return None
         return root / self.continues / f"seed{seed}" / "runs" / run / MODEL_FILE
 
-    def config(self, seed: int, params: Path, preset: bool = False) -> dict[str, Any]:
+    def config(self, seed: int, params: Path, preset: bool = False) -> Config:
         """The effective configuration of this row's jobs with ``seed`` (validated); like the
         jobs (``gae --no-preset``), without the preset written into ``params``."""
         sets = self.settings(seed)

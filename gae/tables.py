@@ -33,6 +33,7 @@ from gae.paths import (  # noqa: F401 (table_inputs, table_paths: the layout's h
     tables_dir,
 )
 from gae.paths import TABLE_FORMATS as FORMATS
+from gae.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,12 @@ PUBLISHED_TABLE2: list[PublishedLoglik] = [
 ]
 
 
-def _parzen_runs(cfg: dict[str, Any]) -> list[str]:
-    return list(cfg["evaluate"].get("parzen", []))
+def _parzen_runs(cfg: Config) -> list[str]:
+    return list(cfg.evaluate.parzen)
 
 
-def _loglik_runs(cfg: dict[str, Any]) -> list[str]:
-    return list(cfg["evaluate"].get("loglik", []))
+def _loglik_runs(cfg: Config) -> list[str]:
+    return list(cfg.evaluate.loglik)
 
 
 def _require(path: Path, command: str) -> Any:
@@ -219,28 +220,27 @@ def _slides_value(value: float) -> str:
     return f"{value:g}"
 
 
-def _model_label(cfg: dict[str, Any], model: str, depth: int, latent_dim: int) -> str:
-    kind = cfg["models"][model]["kind"]
+def _model_label(cfg: Config, model: str, depth: int, latent_dim: int) -> str:
+    kind = cfg.models[model].kind
     name = {"gae": "GAE", "vae": "VAE", "vamp": "VampPrior"}[kind]
     if model not in ("gae", "vae", "vamp"):
         name = f"{name} [{model}]"
     return f"{name} ({depth} layered, z={latent_dim})"
 
 
-def _data_note(cfg: dict[str, Any], dataset: str) -> str:
+def _data_note(cfg: Config, dataset: str) -> str:
     """One sentence on what ``data/prepared/{dataset}.json`` says the data are."""
     meta = _require(prepared_path(cfg, dataset, "json"), f"gae prepare {dataset}")
     variant = meta.get("variant", "unknown variant")
     splits = meta.get("splits") or {}
     split_text = "/".join(str(splits.get(s, "?")) for s in ("train", "valid", "test"))
-    subset = cfg["data"].get("subset") or {}
+    subset = cfg.data.subset
     used = ""
-    if any(subset.get(s) for s in ("train", "valid", "test")):
-        rows = "/".join(str(subset.get(s) or "all") for s in ("train", "valid", "test"))
-        seed = cfg["data"]["subset_seed"]  # gae.data.subsets: never the head of a split
-        used = (
-            f"; this preset uses seeded random samples (seed {seed}) of {rows} rows of "
-            f"train/valid/test"
+    if any((subset.train, subset.valid, subset.test)):
+        rows = "/".join(str(n or "all") for n in (subset.train, subset.valid, subset.test))
+        used = (  # gae.data.subsets: never the head of a split
+            f"; this preset uses seeded random samples (seed {cfg.data.subset_seed}) of {rows} "
+            f"rows of train/valid/test"
         )
     return f"`{dataset}`: {variant} (prepared splits train/valid/test {split_text}{used})"
 
@@ -254,7 +254,7 @@ ParzenCells = dict[tuple[str, int, int], dict[str, tuple[str, dict[str, Any]]]]
 PARZEN_HEADERS = ("Method", "Source", "MNIST", "TFD (slides, published) / faces (ours)")
 
 
-def _parzen_results(cfg: dict[str, Any]) -> ParzenCells:
+def _parzen_results(cfg: Config) -> ParzenCells:
     """Read every ``evaluate.parzen`` run's metrics into its table-1 cell.
 
     Runs of one (model, depth, latent size) share a row, MNIST and faces side by side. When
@@ -324,7 +324,7 @@ def _parzen_setting(metrics: dict[str, Any]) -> str:
 
 
 def _parzen_our_row(
-    cfg: dict[str, Any], key: tuple[str, int, int], cells: dict[str, tuple[str, dict[str, Any]]]
+    cfg: Config, key: tuple[str, int, int], cells: dict[str, tuple[str, dict[str, Any]]]
 ) -> tuple[list[str], dict[str, Any]]:
     """One row of ours in table 1 (display cells, CSV row); the faces cell names its data set
     so a Frey number is never read as a TFD one. The CSV keeps each cell's σ and sizes."""
@@ -354,15 +354,15 @@ def _parzen_our_row(
     return row, csv_row
 
 
-def _parzen_notes(cfg: dict[str, Any], settings: set[str], faces_used: set[str]) -> list[str]:
+def _parzen_notes(cfg: Config, settings: set[str], faces_used: set[str]) -> list[str]:
     """Table 1's footnotes: our estimator and its settings, where the slides' numbers disagree
     with the published ones, why Parzen scores mislead, and which data every column is on
     (Frey is flagged as not comparable with the slides' TFD)."""
-    parzen = cfg["evaluation"].get("parzen", {})
+    parzen = cfg.evaluation.parzen
     notes = [
         "Estimator (ours): Gaussian Parzen window over each run's generated samples (decoder "
         "means), σ chosen by validation log-likelihood on "
-        f"{parzen.get('n_valid', '?')} validation images; mean test log-likelihood in nats "
+        f"{parzen.n_valid} validation images; mean test log-likelihood in nats "
         "± standard error (std/√N). Per cell: " + ("; ".join(sorted(settings)) or "none") + ".",
         "Slides' rows are copied verbatim (no standard errors given). The slides' GAN (MNIST "
         "300.331) and GMMN+AE (TFD 2294) numbers differ from the published ones (GAN 225 ± 2 / "
@@ -384,11 +384,11 @@ def _parzen_notes(cfg: dict[str, Any], settings: set[str], faces_used: set[str])
     return notes
 
 
-def parzen_table(cfg: dict[str, Any]) -> Table:
+def parzen_table(cfg: Config) -> Table:
     """The slides' table 1, the published numbers and ours (MNIST and faces)."""
     results = _parzen_results(cfg)
     rows, csv_rows = _parzen_reference_rows()
-    order = sorted(results, key=lambda k: (cfg["models"][k[0]]["kind"] != "gae", k))
+    order = sorted(results, key=lambda k: (cfg.models[k[0]].kind != "gae", k))
     faces_used: set[str] = set()
     settings: set[str] = set()
     for key in order:
@@ -410,8 +410,8 @@ def parzen_table(cfg: dict[str, Any]) -> Table:
     )
 
 
-def _datasets(cfg: dict[str, Any], evaluation: str) -> set[str]:
-    return {parse_run_name(r).dataset for r in cfg["evaluate"].get(evaluation, [])}
+def _datasets(cfg: Config, evaluation: str) -> set[str]:
+    return {parse_run_name(r).dataset for r in getattr(cfg.evaluate, evaluation)}
 
 
 # ---- table 2: log-likelihood -----------------------------------------------------------------
@@ -431,7 +431,7 @@ LOGLIK_HEADERS = (
 )
 
 
-def _loglik_entries(cfg: dict[str, Any]) -> tuple[list[LoglikEntry], dict[tuple, str]]:
+def _loglik_entries(cfg: Config) -> tuple[list[LoglikEntry], dict[tuple, str]]:
     """Every ``evaluate.loglik`` run with its metrics, VAEs first then by model and size, and
     the VAE run of each (data set, depth, latent size): the baseline other models are paired
     with image by image."""
@@ -439,7 +439,7 @@ def _loglik_entries(cfg: dict[str, Any]) -> tuple[list[LoglikEntry], dict[tuple,
     for run in _loglik_runs(cfg):
         spec = parse_run_name(run)
         metrics = _require(run_dir(cfg, run) / LOGLIK_FILE, f"gae loglik {run}")
-        kind = cfg["models"][spec.model]["kind"]
+        kind = cfg.models[spec.model].kind
         entries.append((kind != "vae", spec.model, spec.depth, spec.latent_dim, spec, metrics))
     entries.sort(key=lambda e: e[:4])
     vae_runs = {
@@ -462,13 +462,13 @@ def _loglik_size(metrics: dict[str, Any]) -> str:
 
 
 def _loglik_our_row(
-    cfg: dict[str, Any], entry: LoglikEntry, vae_runs: dict[tuple, str]
+    cfg: Config, entry: LoglikEntry, vae_runs: dict[tuple, str]
 ) -> tuple[list[str], dict[str, Any]]:
     """One run's row of table 2 (display cells, CSV row): the slides' number for the same kind
     and depth (on bmnist only, the slides' data), both estimators, and the difference from the
     matching VAE, paired image by image so most of the image-to-image spread cancels."""
     _, model, depth, latent_dim, spec, metrics = entry
-    kind = cfg["models"][model]["kind"]
+    kind = cfg.models[model].kind
     slides = SLIDES_TABLE2.get((kind, depth)) if spec.dataset == "bmnist" else None
     estimators = metrics.get("estimators", {})
     imp = estimators.get("importance", {})
@@ -538,7 +538,7 @@ def _slides_only_rows(
     return rows, csv_rows
 
 
-def _loglik_notes(cfg: dict[str, Any], sizes: set[str]) -> list[str]:
+def _loglik_notes(cfg: Config, sizes: set[str]) -> list[str]:
     """Table 2's footnotes: the estimators and their sizes, what the paired difference means,
     how far the published numbers are comparable, and which data every run is on."""
     notes = [
@@ -565,7 +565,7 @@ def _loglik_notes(cfg: dict[str, Any], sizes: set[str]) -> list[str]:
     return notes
 
 
-def loglik_table(cfg: dict[str, Any]) -> Table:
+def loglik_table(cfg: Config) -> Table:
     """Binarized-MNIST test log p(x) for depths 1-4, GAE variants and VAE, slides beside ours."""
     entries, vae_runs = _loglik_entries(cfg)
     rows: list[list[str]] = []
@@ -594,7 +594,7 @@ def loglik_table(cfg: dict[str, Any]) -> Table:
     )
 
 
-def _bmnist_is_larochelle(cfg: dict[str, Any]) -> bool | None:
+def _bmnist_is_larochelle(cfg: Config) -> bool | None:
     """Whether our bmnist is Larochelle's static binarization (None: not prepared yet)."""
     path = prepared_path(cfg, "bmnist", "json")
     if not path.is_file():
@@ -627,7 +627,7 @@ def _published_row(
     return row, csv_row
 
 
-def paired_difference(cfg: dict[str, Any], run: str, baseline: str) -> tuple[float, float]:
+def paired_difference(cfg: Config, run: str, baseline: str) -> tuple[float, float]:
     """Mean and standard error of log p(x_i) under ``run`` minus under ``baseline``, image by
     image (importance sampling, ``loglik_images.npz``); NaN when the test images differ."""
     values, images = [], []
@@ -646,7 +646,7 @@ def paired_difference(cfg: dict[str, Any], run: str, baseline: str) -> tuple[flo
     return mean_sem(values[0] - values[1])
 
 
-def make_tables(cfg: dict[str, Any]) -> list[Path]:
+def make_tables(cfg: Config) -> list[Path]:
     """Write tables 1 and 2 in CSV, Markdown and LaTeX; return the paths written."""
     tables = [parzen_table(cfg), loglik_table(cfg)]  # both built before anything is written
     written: list[Path] = []

@@ -74,22 +74,16 @@ from gae.objectives import (
 )
 from gae.paths import CHECKPOINT_FILE, MODEL_FILE, TRAIN_LOG_FILE
 from gae.schedules import make_scheduler, restore_scheduler, schedule_settings, step_scheduler
+from gae.settings import (
+    Config,
+    GaeSettings,
+    TrainSection,
+    VampSettings,
+    Variant,
+    variant_to_dict,
+)
 
 log = logging.getLogger(__name__)
-
-# variant keys that only one kind reads: set on another kind they would silently do nothing
-VAMP_KEYS = ("n_pseudo_inputs", "pseudo_inputs_init", "pseudo_inputs_mean", "pseudo_inputs_std")
-GAE_KEYS = (
-    "candidates",
-    "n_candidates",
-    "neighbour_refresh_epochs",
-    "leave_one_out",
-    "e_step",
-    "lambda_mu",
-    "lambda_sigma",
-    "prior_variance",
-    "exemplar_gradient",
-)
 
 CHECKPOINT_VERSION = 1
 # the run's files (gae.paths); the old names stay for the modules and tests that import them
@@ -111,9 +105,9 @@ def derive_seed(seed: int, *names: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def resolve_device(cfg: dict[str, Any]) -> torch.device:
+def resolve_device(cfg: Config) -> torch.device:
     """``device: auto`` -> CUDA when available, else CPU."""
-    wanted = cfg.get("device", "auto")
+    wanted = cfg.device
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if wanted == "cuda" and not torch.cuda.is_available():
@@ -121,7 +115,7 @@ def resolve_device(cfg: dict[str, Any]) -> torch.device:
     return torch.device(wanted)
 
 
-def load_training_data(cfg: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
+def load_training_data(cfg: Config, dataset: str) -> dict[str, np.ndarray]:
     """x_train / x_valid (float32 in [0, 1]) via ``gae.data.prepare.load_prepared``."""
     from gae.data.prepare import load_prepared
 
@@ -188,20 +182,22 @@ class VariantObjective:
     """One variant's training objective: its settings bound to a function of ``gae.objectives``.
 
     ``start_epoch`` runs before each epoch (warm-up weight, exemplar caches); calling the object
-    gives one minibatch's ``ObjectiveTerms``. Settings that the variant would silently ignore,
-    or that contradict each other, are refused here with the key to change: ``load_config``
-    checks the same rules earlier, this is the guard for callers that build a config by hand.
+    gives one minibatch's ``ObjectiveTerms``. Settings that contradict each other are refused
+    here with the key to change: ``load_config`` checks the same rules earlier, this is the guard
+    for callers that build settings by hand. (A key of another kind cannot reach here: each
+    kind's settings are their own dataclass, ``gae.settings``.)
     """
 
     kind = ""
 
-    def __init__(self, settings: dict[str, Any], n_train: int, run: str) -> None:
-        _check_kind_keys(self.kind, settings, run)
+    def __init__(self, settings: Variant, n_train: int, run: str) -> None:
+        if settings.kind != self.kind:
+            raise GaeError(f"run {run}: {self.kind} objective given {settings.kind} settings")
         self.run = run
         self.n_train = n_train
-        self.n_z = int(settings.get("n_z", 1))
+        self.n_z = int(settings.n_z)
         # warm-up: the KL part of the bound is scaled by epoch / warmup_epochs until it is whole
-        self.warmup = int(settings.get("warmup_epochs", 0))
+        self.warmup = int(settings.warmup_epochs)
         self.prior_weight = 1.0
         self.neighbours: torch.Tensor | None = None  # knn lists, kept in the checkpoint
 
@@ -254,28 +250,28 @@ class GaeObjective(VariantObjective):
 
     kind = "gae"
 
-    def __init__(self, settings: dict[str, Any], n_train: int, run: str) -> None:
+    def __init__(self, settings: GaeSettings, n_train: int, run: str) -> None:
         super().__init__(settings, n_train, run)
-        self.candidates = settings.get("candidates", "batch")
-        self.leave_one_out = bool(settings.get("leave_one_out", False))
-        self.lambda_mu = float(settings.get("lambda_mu", 0.0))
-        self.lambda_sigma = float(settings.get("lambda_sigma", 0.0))
-        self.exemplar_gradient = bool(settings.get("exemplar_gradient", False))
+        self.candidates = settings.candidates
+        self.leave_one_out = bool(settings.leave_one_out)
+        self.lambda_mu = float(settings.lambda_mu)
+        self.lambda_sigma = float(settings.lambda_sigma)
+        self.exemplar_gradient = bool(settings.exemplar_gradient)
         self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
         self.refuse_settings(settings)
         if self.candidates == "knn":
-            self.k = int(settings.get("n_candidates", 10))
+            self.k = int(settings.n_candidates)
             # the all-pairs search dominates a CPU epoch; the codes themselves are re-encoded
             # every epoch, only the neighbour lists may be reused for a few epochs
-            self.refresh_every = int(settings.get("neighbour_refresh_epochs", 1))
-            self.search = settings.get("neighbour_search", "exact")
+            self.refresh_every = int(settings.neighbour_refresh_epochs)
+            self.search = settings.neighbour_search
             if not 1 <= self.k <= n_train - 2:
                 raise GaeError(
                     f"run {run}: {self.variant_key('n_candidates')} = {self.k} nearest "
                     f"exemplars needs 1 <= n_candidates <= n_train - 2 = {n_train - 2}; lower it"
                 )
 
-    def refuse_settings(self, settings: dict[str, Any]) -> None:
+    def refuse_settings(self, settings: GaeSettings) -> None:
         """Raise GaeError for a setting this E-step cannot honour."""
 
     def start_epoch(self, model: GenerativeModel, x_train: torch.Tensor, epoch: int) -> None:
@@ -301,18 +297,18 @@ class GaeSampledObjective(GaeObjective):
     """The slides' Monte-Carlo EM: z drawn from every candidate's q(z|x_j), responsibilities
     over the candidates (the minibatch, or the minibatch plus each image's k neighbours)."""
 
-    def refuse_settings(self, settings: dict[str, Any]) -> None:
+    def refuse_settings(self, settings: GaeSettings) -> None:
         if self.warmup:
             raise GaeError(
                 f"run {self.run}: warmup_epochs applies to the VAE and to the GAE's posterior "
                 f"E-step (its bound has a KL part to scale); set "
                 f"{self.variant_key('warmup_epochs')}: 0 or e_step: posterior"
             )
-        if settings.get("prior_variance", "posterior") != "posterior":
+        if settings.prior_variance != "posterior":
             raise GaeError(
-                f"run {self.run}: prior_variance {settings['prior_variance']!r} needs a GAE with "
+                f"run {self.run}: prior_variance {settings.prior_variance!r} needs a GAE with "
                 f"e_step: posterior (the sampled E-step draws z from each q(z|x_j) itself); "
-                f"remove {self.variant_key('prior_variance')}"
+                f"set {self.variant_key('prior_variance')}: posterior"
             )
         if self.exemplar_gradient:
             _refuse_exemplar_gradient(self)
@@ -340,7 +336,7 @@ class GaePosteriorObjective(GaeObjective):
     """Variational EM: z from the image's own q(z|x_i), the leave-one-out exemplar prior over
     the minibatch or the k nearest exemplars (``gae.objectives.gae_posterior_objective``)."""
 
-    def refuse_settings(self, settings: dict[str, Any]) -> None:
+    def refuse_settings(self, settings: GaeSettings) -> None:
         if self.exemplar_gradient and self.candidates != "knn":
             _refuse_exemplar_gradient(self)
         if not self.leave_one_out:
@@ -397,9 +393,9 @@ OBJECTIVES: dict[str, type[VariantObjective]] = {
 }
 
 
-def make_objective(kind: str, settings: dict[str, Any], n_train: int, run: str) -> VariantObjective:
-    """The registered objective of a variant (``OBJECTIVES``); e_step absent = the slides'."""
-    key = f"gae-{settings.get('e_step', 'sampled')}" if kind == "gae" else kind
+def make_objective(kind: str, settings: Variant, n_train: int, run: str) -> VariantObjective:
+    """The registered objective of a variant (``OBJECTIVES``): its kind, and a GAE's e_step."""
+    key = f"gae-{settings.e_step}" if isinstance(settings, GaeSettings) else kind
     if key not in OBJECTIVES:
         raise GaeError(
             f"run {run}: no training objective for kind {kind!r} with these settings ({key}); "
@@ -412,34 +408,24 @@ def _refuse_exemplar_gradient(objective: GaeObjective) -> None:
     raise GaeError(
         f"run {objective.run}: exemplar_gradient: true applies to a GAE with e_step: posterior "
         f"and candidates: knn (in-batch exemplars and the sampled E-step's neighbours are "
-        f"encoded with gradient already); remove {objective.variant_key('exemplar_gradient')}"
+        f"encoded with gradient already); set {objective.variant_key('exemplar_gradient')}: "
+        f"false"
     )
 
 
-def _check_kind_keys(kind: str, settings: dict[str, Any], run: str) -> None:
-    """Refuse a variant key that ``kind`` would ignore (a VampPrior key on a GAE, say)."""
-    foreign = {"vamp": GAE_KEYS}.get(kind, ()) + (VAMP_KEYS if kind != "vamp" else ())
-    for key in foreign:
-        if key in settings:
-            raise GaeError(
-                f"run {run}: models.{parse_run_name(run).model}.{key} does not apply to kind "
-                f"{kind!r}; remove it (or change the variant's kind)"
-            )
-
-
 def initialise_pseudo_inputs(
-    model: GenerativeModel, settings: dict[str, Any], x_train: torch.Tensor, seed: int
+    model: GenerativeModel, settings: VampSettings, x_train: torch.Tensor, seed: int
 ) -> None:
     """The VampPrior's pseudo-inputs before the first step, by ``pseudo_inputs_init``:
     ``random``: N(pseudo_inputs_mean, pseudo_inputs_std^2) per pixel (the recipe's default for
     static MNIST, 0.05 and 0.01); ``training``: K distinct training images drawn at random, plus
     N(0, pseudo_inputs_std^2) noise (the recipe's alternative; it takes the first K images)."""
-    how = settings.get("pseudo_inputs_init", "random")
-    std = float(settings.get("pseudo_inputs_std", 0.01))
+    how = settings.pseudo_inputs_init
+    std = float(settings.pseudo_inputs_std)
     gen = torch.Generator().manual_seed(derive_seed(seed, "pseudo-inputs"))
     prior = model.prior
     if how == "random":
-        prior.initialise(float(settings.get("pseudo_inputs_mean", 0.05)), std, generator=gen)
+        prior.initialise(float(settings.pseudo_inputs_mean), std, generator=gen)
         return
     if prior.n_pseudo_inputs > x_train.shape[0]:
         raise GaeError(
@@ -499,6 +485,7 @@ def old_run_fingerprint_shims(parts: dict[str, Any]) -> dict[str, Any]:
     settings existed recorded it, so that their checkpoints still resume.
 
     Each shim leaves a field out at the one value those runs had, and only there:
+    - the GAE variant keys of ``_old_gae_settings``;
     - ``settings.n_z`` of a VAE at 1: VAEs ignored ``n_z`` until it applied to them;
     - ``optimizer`` at ``adam``: runs from before ``train.optimizer``;
     - ``lr_decay`` at None (a constant rate): runs from before ``train.lr_schedule``.
@@ -509,8 +496,10 @@ def old_run_fingerprint_shims(parts: dict[str, Any]) -> dict[str, Any]:
     retrained with --restart; nothing else depends on them.
     """
     out = dict(parts)
-    if parts["kind"] == "vae" and int(parts["settings"].get("n_z", 1)) == 1:
+    if parts["kind"] == "vae" and int(parts["settings"]["n_z"]) == 1:
         out["settings"] = {k: v for k, v in parts["settings"].items() if k != "n_z"}
+    if parts["kind"] == "gae":
+        out["settings"] = _old_gae_settings(parts["settings"])
     if parts["optimizer"] == "adam":
         del out["optimizer"]
     if parts["lr_decay"] is None:
@@ -518,9 +507,38 @@ def old_run_fingerprint_shims(parts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# with the sampled E-step / batch candidates these keys do nothing (warmup_epochs must be 0)
+_SAMPLED_ONLY_ZERO = ("warmup_epochs",)
+_KNN_ONLY = ("n_candidates", "neighbour_refresh_epochs", "neighbour_search")
+
+
+def _old_gae_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A GAE variant's settings as its fingerprint recorded them when a variant could leave keys
+    out (params.yaml's gae-slides listed 7 of its 13 keys, gae-exemplar had no
+    neighbour_search, gae no exemplar_gradient): each key below is left out at the value the
+    code then fell back on, where it was absent, so those runs' checkpoints still resume:
+    - ``exemplar_gradient`` false and ``prior_variance`` posterior (as in the architecture);
+    - with ``candidates: batch``, the knn-only keys (they do nothing there);
+    - with ``e_step: sampled``, ``warmup_epochs`` (it must be 0 there);
+    - with ``exemplar_gradient`` true, ``neighbour_search`` exact (gae-exemplar's runs)."""
+    drop = set()
+    if not settings["exemplar_gradient"]:
+        drop.add("exemplar_gradient")
+    elif settings["neighbour_search"] == "exact":
+        drop.add("neighbour_search")
+    if settings["prior_variance"] == "posterior":
+        drop.add("prior_variance")
+    if settings["candidates"] == "batch":
+        drop.update(_KNN_ONLY)
+    if settings["e_step"] == "sampled" and not settings["warmup_epochs"]:
+        drop.update(_SAMPLED_ONLY_ZERO)
+    return {k: v for k, v in settings.items() if k not in drop}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """The ``train.*`` keys the loop reads, with the values it falls back on."""
+    """The ``train.*`` keys the loop reads, converted (``lr`` and ``grad_clip_norm`` also as
+    configured: the fingerprint records them unconverted)."""
 
     epochs: int
     batch_size: int
@@ -536,18 +554,18 @@ class TrainSettings:
     compile: bool | str
 
     @classmethod
-    def from_config(cls, train_cfg: dict[str, Any]) -> TrainSettings:
+    def from_config(cls, train: TrainSection) -> TrainSettings:
         return cls(
-            epochs=int(train_cfg.get("epochs", 300)),
-            batch_size=int(train_cfg.get("batch_size", 100)),
-            patience=int(train_cfg.get("patience", 30)),
-            lr=float(train_cfg.get("lr", 1e-3)),
-            lr_setting=train_cfg.get("lr"),
-            clip_norm=train_cfg.get("grad_clip_norm"),
-            optimizer=train_cfg.get("optimizer", "adam"),
-            lr_decay=schedule_settings(train_cfg),
-            validate_every=int(train_cfg.get("validate_every", 1)),
-            compile=train_cfg.get("compile", False) or False,
+            epochs=int(train.epochs),
+            batch_size=int(train.batch_size),
+            patience=int(train.patience),
+            lr=float(train.lr),
+            lr_setting=train.lr,
+            clip_norm=train.grad_clip_norm,
+            optimizer=train.optimizer,
+            lr_decay=schedule_settings(train),
+            validate_every=int(train.validate_every),
+            compile=train.compile,
         )
 
     @property
@@ -699,22 +717,22 @@ class Trainer:
     ``train`` runs them. Build one per run and call ``train`` once."""
 
     def __init__(
-        self, cfg: dict[str, Any], run: str, restart: bool = False, init_from: Path | None = None
+        self, cfg: Config, run: str, restart: bool = False, init_from: Path | None = None
     ) -> None:
         self.cfg, self.run, self.restart = cfg, run, restart
         self.init_from = None if init_from is None else Path(init_from)
         self.spec = run_spec(cfg, run)
         self.settings = model_settings(cfg, self.spec)
-        self.kind = self.settings["kind"]
-        self.train_cfg = TrainSettings.from_config(cfg["train"])
-        if cfg["train"].get("num_threads"):
-            torch.set_num_threads(int(cfg["train"]["num_threads"]))
+        self.kind = self.settings.kind
+        self.train_cfg = TrainSettings.from_config(cfg.train)
+        if cfg.train.num_threads:
+            torch.set_num_threads(int(cfg.train.num_threads))
         self.device = resolve_device(cfg)
-        self.eval_batch = int(cfg.get("evaluation", {}).get("batch_size", 500))
+        self.eval_batch = int(cfg.evaluation.batch_size)
         self._load_data()
         self.folder = run_dir(cfg, run)
         self.files = RunFiles.in_folder(self.folder, restart)
-        self.seed = derive_seed(cfg["seed"], run)
+        self.seed = derive_seed(cfg.seed, run)
         self.architecture = self._architecture()
         self.fingerprint = _fingerprint(old_run_fingerprint_shims(self._fingerprint_parts()))
         self.objective = make_objective(self.kind, self.settings, self.n_train, run)
@@ -742,10 +760,10 @@ class Trainer:
         architecture = architecture_from_config(
             self.cfg, spec.dataset, spec.depth, spec.latent_dim, self.x_train.shape[1]
         )
-        if settings.get("prior_variance", "posterior") != "posterior":  # absent: the slides'
-            architecture["prior_variance"] = settings["prior_variance"]
-        if self.kind == "vamp":  # load_model rebuilds the prior from the architecture
-            architecture["n_pseudo_inputs"] = int(settings.get("n_pseudo_inputs", 500))
+        if isinstance(settings, GaeSettings) and settings.prior_variance != "posterior":
+            architecture["prior_variance"] = settings.prior_variance  # posterior: the slides'
+        if isinstance(settings, VampSettings):  # load_model rebuilds the prior from this
+            architecture["n_pseudo_inputs"] = int(settings.n_pseudo_inputs)
         return architecture
 
     def _fingerprint_parts(self) -> dict[str, Any]:
@@ -755,8 +773,8 @@ class Trainer:
         parts = {
             "kind": self.kind,
             "architecture": self.architecture,
-            "settings": self.settings,
-            "seed": self.cfg["seed"],
+            "settings": variant_to_dict(self.settings),
+            "seed": self.cfg.seed,
             "lr": train.lr_setting,
             "grad_clip_norm": train.clip_norm,
             "optimizer": train.optimizer,
@@ -1104,9 +1122,9 @@ class Trainer:
             model.set_exemplar_prior(self.x_train)
         model.meta = {
             "run": self.run,
-            "config": self.cfg,
+            "config": self.cfg.to_dict(),
             "dataset": self.spec.dataset,
-            "model_settings": self.settings,
+            "model_settings": variant_to_dict(self.settings),
             "n_train": self.n_train,
             "best_epoch": state["best"]["epoch"],
             "best_valid_elbo": state["best"]["valid"],
@@ -1147,7 +1165,7 @@ class Trainer:
 
 
 def train_run(
-    cfg: dict[str, Any],
+    cfg: Config,
     run: str,
     restart: bool = False,
     restart_if_stale: bool = False,

@@ -2,13 +2,13 @@
 
 ``prepared_cfg`` (session scope) prepares ``mnist`` and ``bmnist`` ONCE per test session from the
 mirror ``../shared/data`` into a session temp folder; tests that need real data (e.g. a short
-training run on real MNIST) use it. Do not mutate it: use ``prepared_cfg_tmp`` (a deep copy whose
-``paths.results`` is the test's own ``tmp_path``) or ``copy.deepcopy``.
+training run on real MNIST) use it. It is a frozen ``gae.settings.Config``:
+``prepared_cfg_tmp`` is a copy whose ``paths.results`` is the test's own ``tmp_path``;
+``gae.config.updated`` changes other keys.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MIRROR = REPO_ROOT.parent / "shared" / "data"
 
 
-def make_cfg(data_dir: Path, results_dir: Path | None = None, **data: Any) -> dict[str, Any]:
+def make_cfg(data_dir: Path, results_dir: Path | None = None, **data: Any) -> Any:
     """A validated configuration (params.yaml) with paths under ``data_dir`` and ``data.*`` keys
     overridden by ``data``. Downloads are off unless ``download=True`` is passed."""
     from gae.config import load_config
@@ -63,7 +63,7 @@ def grey_mirror(tmp_path_factory: pytest.TempPathFactory, data_mirror: Path) -> 
 
 
 @pytest.fixture(scope="session")
-def prepared_cfg(tmp_path_factory: pytest.TempPathFactory, grey_mirror: Path) -> dict[str, Any]:
+def prepared_cfg(tmp_path_factory: pytest.TempPathFactory, grey_mirror: Path) -> Any:
     """A config whose ``paths.data`` holds ``mnist`` and ``bmnist`` prepared from a mirror.
 
     The mirror is ``grey_mirror`` (no Larochelle files), so ``bmnist`` here is the seeded
@@ -79,8 +79,8 @@ def prepared_cfg(tmp_path_factory: pytest.TempPathFactory, grey_mirror: Path) ->
 
 
 @pytest.fixture
-def prepared_cfg_tmp(prepared_cfg: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """A private copy of ``prepared_cfg`` writing its results under this test's ``tmp_path``."""
-    cfg = copy.deepcopy(prepared_cfg)
-    cfg["paths"]["results"] = str(tmp_path / "results")
-    return cfg
+def prepared_cfg_tmp(prepared_cfg: Any, tmp_path: Path) -> Any:
+    """``prepared_cfg`` writing its results under this test's ``tmp_path``."""
+    from gae.config import updated
+
+    return updated(prepared_cfg, {"paths": {"results": str(tmp_path / "results")}})

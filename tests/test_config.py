@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_params_yaml_is_valid_and_every_preset_overlays_cleanly():
     base = load_config(base=ROOT / "params.yaml")
-    assert base["runs"], "params.yaml must list runs"
+    assert base.runs, "params.yaml must list runs"
     for preset in sorted((ROOT / "config").glob("*.yaml")):
         cfg = load_config([preset], base=ROOT / "params.yaml")
-        assert cfg["overlays"] == [str(preset)]
+        assert cfg.overlays == (str(preset),)
 
 
 def test_a_repeated_key_is_an_error_naming_file_key_and_line(tmp_path):

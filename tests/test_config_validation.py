@@ -65,7 +65,7 @@ def test_errors_name_the_file_that_set_the_value(tmp_path):
     with pytest.raises(ConfigError, match=r"params\.yaml: key 'train\.epochs'"):
         load_config(base=bad_base)
     # a later file that fixes the value takes the blame away from params.yaml
-    assert load_config([first], base=bad_base)["train"]["epochs"] == 3
+    assert load_config([first], base=bad_base).train.epochs == 3
     with pytest.raises(ConfigError, match=r"^--set train\.lr=-2: key 'train\.lr'"):
         load_config(base=PARAMS, sets=["train.lr=-2"])
 
@@ -87,7 +87,7 @@ def test_exponent_floats_are_numbers_and_nothing_else_changes(tmp_path):
     assert [data[k] for k in "ghik"] == ["e3", "1e", "1.2.3", "1e3"]  # strings stay strings
     assert data["j"] == 31
     cfg = load_config([overlay(tmp_path, "train: {lr: 1e-4}\n", "lr.yaml")], base=PARAMS)
-    assert cfg["train"]["lr"] == 1e-4
+    assert cfg.train.lr == 1e-4
 
 
 def test_a_count_written_as_a_float_is_refused_with_what_to_write(tmp_path):
@@ -139,8 +139,8 @@ def test_set_applies_yaml_values_after_the_overlays(tmp_path, capsys):
     lr = overlay(tmp_path, "train: {lr: 5.0e-4}\n")
     sets = ["train.lr=1e-4", "models.gae.n_candidates=64", "evaluate.latent=[]"]
     cfg = load_config([lr], base=PARAMS, sets=sets)
-    assert cfg["train"]["lr"] == 1e-4
-    assert cfg["models"]["gae"]["n_candidates"] == 64 and cfg["evaluate"]["latent"] == []
+    assert cfg.train.lr == 1e-4
+    assert cfg.models["gae"].n_candidates == 64 and cfg.evaluate.latent == ()
     assert main(["config", "--params", str(PARAMS), "--set", "models.gae.n_candidates=48"]) == 0
     assert "n_candidates: 48" in capsys.readouterr().out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gzip
 import hashlib
 import json
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from gae.config import prepared_path
+from gae.config import prepared_path, updated
 from gae.data.prepare import load_prepared, prepare_dataset
 from gae.errors import DataError
 from tests.conftest import make_cfg
@@ -84,7 +83,7 @@ def test_bmnist_bernoulli_is_the_documented_seeded_binarization(prepared_cfg, mn
     assert meta["variant"] == "bernoulli-seed0"  # downloads are off in the fixture: no .amat
     data = load_prepared(prepared_cfg, "bmnist")
     # re-implement the recipe documented in gae.data.prepare from the raw IDX bytes
-    rng = np.random.Generator(np.random.PCG64(prepared_cfg["data"]["bmnist_seed"]))
+    rng = np.random.Generator(np.random.PCG64(prepared_cfg.data.bmnist_seed))
     grey = {
         "train": mnist_raw["train_x"][:50000],
         "valid": mnist_raw["train_x"][50000:],
@@ -105,10 +104,9 @@ def test_bmnist_bernoulli_is_the_documented_seeded_binarization(prepared_cfg, mn
 
 def test_bmnist_bernoulli_seed_changes_the_draw(prepared_cfg, tmp_path, data_mirror):
     cfg = make_cfg(tmp_path / "data", mirror=str(data_mirror), bmnist_source="bernoulli")
-    cfg["data"]["bmnist_seed"] = 1
     # reuse the verified raw files of the session folder: no second copy from the mirror
-    cfg["paths"]["data"] = str(tmp_path / "data")
-    raw = Path(prepared_cfg["paths"]["data"]) / "raw"
+    cfg = updated(cfg, {"data": {"bmnist_seed": 1}, "paths": {"data": str(tmp_path / "data")}})
+    raw = Path(prepared_cfg.paths.data) / "raw"
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "raw").symlink_to(raw)
     prepare_dataset(cfg, "bmnist", mirror=None)
@@ -120,8 +118,7 @@ def test_bmnist_bernoulli_seed_changes_the_draw(prepared_cfg, tmp_path, data_mir
 
 
 def test_load_prepared_applies_subset_and_keeps_file_full(prepared_cfg):
-    cfg = copy.deepcopy(prepared_cfg)
-    cfg["data"]["subset"] = {"train": 123, "valid": None, "test": 7}
+    cfg = updated(prepared_cfg, {"data": {"subset": {"train": 123, "valid": None, "test": 7}}})
     data = load_prepared(cfg, "mnist")
     full = load_prepared(prepared_cfg, "mnist")
     assert data["x_train"].shape == (123, 784) and data["y_train"].shape == (123,)
@@ -193,7 +190,7 @@ def test_outputs_are_skipped_when_current_and_rebuilt_when_needed(tmp_path, data
     assert npz.read_bytes() == before  # deterministic rebuild
 
     # a changed setting rebuilds with the new split
-    cfg["data"]["frey_split"]["seed"] = 1
+    cfg = updated(cfg, {"data": {"frey_split": {"seed": 1}}})
     prepare_dataset(cfg, "frey", mirror=str(data_mirror))
     assert json.loads(json_path.read_text())["variant"] == "split-seed1"
     assert npz.read_bytes() != before
@@ -249,8 +246,8 @@ def test_current_mnist_output_needs_no_raw_files(prepared_cfg, monkeypatch):
     monkeypatch.setattr(prepare_module, "fetch", no_fetch)
     npz = prepared_path(prepared_cfg, "mnist")
     stamp = npz.stat().st_mtime_ns
-    cfg = copy.deepcopy(prepared_cfg)
-    cfg["data"]["bmnist_source"] = "bernoulli"  # auto would first look for the .amat files
+    # auto would first look for the .amat files
+    cfg = updated(prepared_cfg, {"data": {"bmnist_source": "bernoulli"}})
     for dataset in ("mnist", "bmnist"):
         assert prepare_dataset(cfg, dataset, mirror=None) == prepared_path(cfg, dataset)
     assert npz.stat().st_mtime_ns == stamp

@@ -54,20 +54,22 @@ RUN = "mnist-gae-L1-z50"
 
 
 def test_diagnose_run_flags_copied_samples(prepared_cfg_tmp):
-    from gae.config import run_dir
+    from gae.config import run_dir, updated
     from gae.data.prepare import load_prepared
     from gae.data.subsets import random_rows
     from gae.io import atomic_save_npy
 
-    cfg = prepared_cfg_tmp
-    cfg["evaluation"]["parzen"].update(n_valid=50, n_test=100, refine=2, chunk_size=256)
-    cfg["evaluation"]["diagnostics"].update(n_samples=120, n_train=1000)
+    evaluation = {
+        "parzen": {"n_valid": 50, "n_test": 100, "refine": 2, "chunk_size": 256},
+        "diagnostics": {"n_samples": 120, "n_train": 1000},
+    }
+    cfg = updated(prepared_cfg_tmp, {"evaluation": evaluation})
     with pytest.raises(GaeError, match=r"samples\.npy.*gae sample mnist-gae-L1-z50"):
         diagnose_run(cfg, RUN)
     data = load_prepared(cfg, "mnist")
     rng = np.random.default_rng(2)
     # copies of images among the 1,000 the diagnostics compare with (a seeded random sample)
-    train_rows = random_rows(len(data["x_train"]), 1000, cfg["data"]["subset_seed"], "train")
+    train_rows = random_rows(len(data["x_train"]), 1000, cfg.data.subset_seed, "train")
     copies = data["x_train"][train_rows[rng.choice(1000, 60, replace=False)]]
     fresh = rng.random((60, copies.shape[1]), dtype=np.float32)  # noise: far from everything
     atomic_save_npy(run_dir(cfg, RUN) / "samples.npy", np.concatenate([copies, fresh]))

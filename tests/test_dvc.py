@@ -229,7 +229,7 @@ cfg = load_config(base="params.yaml")
 runs = Path("results/runs")
 if command == "train":
     model = parse_run_name(run).model
-    made = json.dumps([run, cfg["models"][model]], sort_keys=True)
+    made = json.dumps([run, cfg.to_dict()["models"][model]], sort_keys=True)
     outs = [runs / run / "model.pt", runs / run / "train_log.csv"]
 elif command in ("sample", "parzen", "loglik", "diagnose"):
     made = (runs / run / "model.pt").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ DIMS = {"mnist": 784, "bmnist": 784, "frey": 560}
 
 def write_run_artifacts(cfg: dict[str, Any], rng: np.random.Generator) -> None:
     """samples.npy, train_log.csv for every run; model.pt for the latent runs; test data."""
-    for run in cfg["runs"]:
+    for run in cfg.runs:
         spec = parse_run_name(run)
         out = run_dir(cfg, run)
         out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def write_run_artifacts(cfg: dict[str, Any], rng: np.random.Generator) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x_train=x, x_valid=x[:50], x_test=x, y_train=y, y_valid=y[:50], y_test=y)
     torch.manual_seed(0)
-    for run in cfg["evaluate"]["latent"]:
+    for run in cfg.evaluate.latent:
         spec = parse_run_name(run)
         arch = architecture_from_config(cfg, spec.dataset, spec.depth, spec.latent_dim, 784)
         model = build_model("gae", arch, meta={"run": run}).eval()
@@ -132,7 +133,7 @@ def test_report_gathers_tables_figures_and_diagnostics(tmp_path: Path) -> None:
             },
         },
     )
-    cfg["overlays"] = ["config/smoke.yaml"]  # as load_config records an applied preset
+    cfg = replace(cfg, overlays=("config/smoke.yaml",))  # as load_config records a preset
     write_run_artifacts(cfg, np.random.default_rng(3))
     write_metric_artifacts(cfg)
     write_json(
@@ -161,4 +162,4 @@ def test_report_refuses_missing_tables(tmp_path: Path) -> None:
     with pytest.raises(GaeError, match=r"table1_parzen\.md is missing.*`gae tables`"):
         make_report(cfg)
     assert not (tmp_path / "results" / "report.md").exists()
-    json.dumps(cfg)  # the configuration stays plain data
+    json.dumps(cfg.to_dict())  # the configuration (frozen) stays plain data

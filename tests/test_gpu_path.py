@@ -4,10 +4,10 @@ on a lent GPU: ``benchmarks/gpu_session.sh``, or ``pytest tests/test_gpu_path.py
 
 from __future__ import annotations
 
-import copy
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 
 import gae.objectives as objectives
 import gae.training as training
+from gae.config import updated
 from gae.objectives import ObjectiveTerms
 from tests.test_training import (  # _one_thread: autouse, one intra-op thread
     KNN_REUSED,
@@ -163,7 +164,7 @@ def test_a_compiled_run_trains_and_resumes_bit_identically(tmp_path: Path) -> No
         pytest.skip(reason)
     run = "bmnist-vae-L1-z4"
     cfg = _synthetic_cfg(tmp_path, [run], compile=True, batch_size=50)
-    cfg["evaluation"]["batch_size"] = 40  # few distinct shapes: few graphs to compile
+    cfg = updated(cfg, {"evaluation": {"batch_size": 40}})  # few shapes: few graphs to compile
     _assert_resume_is_bit_identical(tmp_path, cfg, run)
     rows = _read_log(tmp_path / "results_a" / "runs" / run / "train_log.csv")
     assert all(float(r["train_objective"]) < 0 for r in rows)
@@ -206,9 +207,9 @@ def test_cuda_a_training_step_equals_the_cpu_one(
     logs, grads = {}, {}
     for device in ("cpu", "cuda"):
         cfg = _synthetic_cfg(tmp_path, [run], models=models, **train)
-        cfg["device"] = device
+        cfg = replace(cfg, device=device)
         _cpu_noise(monkeypatch)
-        trainer = training.Trainer(copy.deepcopy(cfg), run)
+        trainer = training.Trainer(cfg, run)
         assert bool(trainer.optimizer.defaults.get("fused")) == (device == "cuda")
         trainer.objective.start_epoch(trainer.model, trainer.x_train, 1)
         log = training.StepLog(1)
@@ -233,7 +234,7 @@ def test_cuda_resume_with_fused_adam_is_bit_identical(
     tmp_path: Path, run: str, models: dict[str, Any], train: dict[str, Any]
 ) -> None:
     cfg = _synthetic_cfg(tmp_path, [run], models=models, **train)
-    cfg["device"] = "cuda"
+    cfg = replace(cfg, device="cuda")
     _assert_resume_is_bit_identical(tmp_path, cfg, run)
 
 
@@ -242,7 +243,7 @@ def test_cuda_train_step_does_not_synchronise(tmp_path: Path) -> None:
     """torch.cuda's sync debug mode: no step of an epoch waits for the GPU (the default GAE)."""
     run = "bmnist-gae-knn-L1-z4"
     cfg = _synthetic_cfg(tmp_path, [run], models=GAE_KNN)
-    cfg["device"] = "cuda"
+    cfg = replace(cfg, device="cuda")
     trainer = training.Trainer(cfg, run)
     trainer.objective.start_epoch(trainer.model, trainer.x_train, 1)
     log = training.StepLog(3)
@@ -262,7 +263,7 @@ def test_cuda_train_step_does_not_synchronise(tmp_path: Path) -> None:
 def test_cuda_reduce_overhead_compile_trains(tmp_path: Path) -> None:
     run = "bmnist-vae-L1-z4"
     cfg = _synthetic_cfg(tmp_path, [run], compile="reduce-overhead", batch_size=50)
-    cfg["device"] = "cuda"
+    cfg = replace(cfg, device="cuda")
     training.train_run(cfg, run)
     rows = _read_log(tmp_path / "results" / "runs" / run / "train_log.csv")
     assert len(rows) == 3 and all(float(r["train_objective"]) < 0 for r in rows)
@@ -325,7 +326,7 @@ def test_a_stopped_run_is_finalised_at_the_epochs_it_has_and_resumes_later(
     monkeypatch.undo()
     folder = tmp_path / "results" / "runs" / run
     assert not (folder / "model.pt").exists()
-    training.train_run({**cfg, "train": {**cfg["train"], "epochs": 2}}, run)
+    training.train_run(updated(cfg, {"train": {"epochs": 2}}), run)
     assert (folder / "model.pt").exists() and len(_read_log(folder / "train_log.csv")) == 2
     training.train_run(cfg, run)
     assert len(_read_log(folder / "train_log.csv")) == 4

@@ -224,17 +224,17 @@ RUN = "bmnist-gae-L1-z50"
 
 
 def test_loglik_run_writes_json(prepared_cfg_tmp):
-    from gae.config import run_dir
+    from gae.config import run_dir, updated
     from gae.data.prepare import load_prepared
     from gae.data.subsets import random_rows
     from gae.models import architecture_from_config, build_model, save_model
 
-    cfg = prepared_cfg_tmp
-    cfg["evaluation"]["loglik"].update(n_importance=16, n_prior=24, n_test=30, chunk_size=40)
+    loglik = {"n_importance": 16, "n_prior": 24, "n_test": 30, "chunk_size": 40}
+    cfg = updated(prepared_cfg_tmp, {"evaluation": {"loglik": loglik}})
     with pytest.raises(GaeError, match=r"model\.pt.*gae train bmnist-gae-L1-z50"):
         loglik_run(cfg, RUN)
     data = load_prepared(cfg, "bmnist")
-    cfg["model"]["hidden_units"] = 16
+    cfg = updated(cfg, {"model": {"hidden_units": 16}})
     arch = architecture_from_config(cfg, "bmnist", 1, 50, data["x_train"].shape[1])
     torch.manual_seed(0)
     model = build_model("gae", arch, {"run": RUN})
@@ -247,11 +247,11 @@ def test_loglik_run_writes_json(prepared_cfg_tmp):
     imp, pri = result["estimators"]["importance"], result["estimators"]["prior"]
     assert imp["n_importance"] == 16 and pri["n_prior"] == 24
     # the 30 images are the seeded random sample of the test split, recorded as test_index
-    rows = random_rows(len(data["x_test"]), 30, cfg["data"]["subset_seed"], "test")
+    rows = random_rows(len(data["x_test"]), 30, cfg.data.subset_seed, "test")
     assert result["test_images"]["complete"] is False and result["test_images"]["n"] == 30
     x = torch.from_numpy(data["x_test"][rows])
     ref = importance_log_likelihood(
-        model.eval(), x, 16, chunk_size=40, seed=cfg["seed"], image_ids=rows
+        model.eval(), x, 16, chunk_size=40, seed=cfg.seed, image_ids=rows
     )
     assert imp["mean"] == pytest.approx(float(ref.log_px.mean()), rel=1e-6)
     assert imp["mean"] < 0 and pri["mean"] < 0 and imp["sem"] > 0
@@ -262,7 +262,8 @@ def test_loglik_run_writes_json(prepared_cfg_tmp):
         np.testing.assert_allclose(per_image["importance_log_px"], ref.log_px.numpy(), rtol=1e-6)
         assert float(per_image["prior_log_px"].mean()) == pytest.approx(pri["mean"], rel=1e-12)
 
-    cfg["evaluation"]["loglik"]["prior_components"] = 20  # of 200 training encodings
+    # of 200 training encodings
+    cfg = updated(cfg, {"evaluation": {"loglik": {"prior_components": 20}}})
     bound = json.loads(loglik_run(cfg, RUN).read_text())["estimators"]["importance"]
     assert bound["prior_components"] == 20 and "LOWER BOUND" in bound["log_prior"]
     assert bound["mean"] <= imp["mean"]

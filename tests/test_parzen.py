@@ -132,13 +132,13 @@ RUN = "mnist-gae-L1-z50"
 
 
 def test_parzen_run_writes_json(prepared_cfg_tmp):
-    from gae.config import run_dir
+    from gae.config import run_dir, updated
     from gae.data.prepare import load_prepared
     from gae.data.subsets import random_rows
     from gae.io import atomic_save_npy
 
-    cfg = prepared_cfg_tmp
-    cfg["evaluation"]["parzen"].update(n_valid=100, n_test=150, refine=3, chunk_size=64)
+    parzen = {"n_valid": 100, "n_test": 150, "refine": 3, "chunk_size": 64}
+    cfg = updated(prepared_cfg_tmp, {"evaluation": {"parzen": parzen}})
     data = load_prepared(cfg, "mnist")
     samples = data["x_train"][:300]
     with pytest.raises(GaeError, match=r"samples\.npy.*gae sample mnist-gae-L1-z50"):
@@ -149,7 +149,7 @@ def test_parzen_run_writes_json(prepared_cfg_tmp):
     assert {"mean", "sem", "sigma", "n_samples", "n_test"} <= set(result)
     assert result["n_samples"] == 300 and result["n_test"] == 150
     assert len(result["validation"]["sigma"]) == 13
-    test_rows = random_rows(len(data["x_test"]), 150, cfg["data"]["subset_seed"], "test")
+    test_rows = random_rows(len(data["x_test"]), 150, cfg.data.subset_seed, "test")
     assert result["test_images"]["indices"] == test_rows.tolist()
     assert len(result["valid_images"]["indices"]) == 100
     ref = brute_force_parzen(

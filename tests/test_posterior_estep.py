@@ -99,8 +99,10 @@ def test_posterior_objective_gradient_flows_to_encoder_and_decoder(lambda_sigma)
 
 def test_posterior_e_step_without_leave_one_out_is_refused_with_the_key():
     from gae.errors import GaeError
+    from gae.settings import GaeSettings
     from gae.training import make_objective
+    from tests.variants import gae_variant
 
-    settings = {"kind": "gae", "e_step": "posterior", "leave_one_out": False}
+    settings = GaeSettings(**gae_variant(e_step="posterior", leave_one_out=False))
     with pytest.raises(GaeError, match=r"models\.gae\.leave_one_out: true"):
         make_objective("gae", settings, n_train=100, run="bmnist-gae-L1-z50")

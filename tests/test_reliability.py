@@ -42,11 +42,12 @@ def test_a_prepared_npz_that_is_not_the_one_its_json_describes_is_refused(
 
 def test_a_file_where_the_run_folder_should_be_is_one_message(tmp_path, capsys):
     cfg = _synthetic_cfg(tmp_path, [RUN], epochs=1)
-    runs = Path(cfg["paths"]["results"]) / "runs"
+    runs = Path(cfg.paths.results) / "runs"
     runs.mkdir(parents=True)
     (runs / RUN).write_text("in the way")
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump({k: cfg[k] for k in ("paths", "train", "model", "data")}))
+    plain = cfg.to_dict()
+    overlay.write_text(yaml.safe_dump({k: plain[k] for k in ("paths", "train", "model", "data")}))
     capsys.readouterr()
     rc = main(["train", RUN, "--params", str(REPO_ROOT / "params.yaml"), "--config", str(overlay),
                "--set", f"runs=[{RUN}]", "--set",
@@ -59,7 +60,7 @@ def test_a_file_where_the_run_folder_should_be_is_one_message(tmp_path, capsys):
 def test_two_trainers_never_write_one_run(tmp_path):
     """A second `gae train` of a run being trained is refused at once, naming the first's pid."""
     cfg = _synthetic_cfg(tmp_path, [RUN], epochs=1)
-    folder = Path(cfg["paths"]["results"]) / "runs" / RUN
+    folder = Path(cfg.paths.results) / "runs" / RUN
     folder.mkdir(parents=True)
     with folder_lock(folder, "the run folder"):  # another trainer holds it
         holder = rf"being written by another process \(pid {os.getpid()}\)"

@@ -50,8 +50,8 @@ def test_the_caption_files_are_current() -> None:
 
 
 def test_results_report_md_uses_the_same_caption_strings(tmp_path: Path) -> None:
-    cfg = load_config(base=REPO_ROOT / "params.yaml")
-    cfg["paths"]["results"] = str(tmp_path / "results")
+    results = {"paths": {"results": str(tmp_path / "results")}}
+    cfg = load_config(base=REPO_ROOT / "params.yaml", overrides=results)
     for path in report_inputs(cfg):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}\n" if path.name == DIAGNOSTICS_FILE else "| a |\n| --- |\n")
@@ -75,7 +75,7 @@ def test_snakemake_report_holds_every_figure_and_table_with_its_caption(tmp_path
     assert proc.returncode == 0, proc.stderr
     cfg = load_config(base=root / "params.yaml")
     expected = [p.name for p in figure_paths(cfg) + table_paths(cfg)] + ["report.md"]
-    expected += [NEIGHBOURS_FIGURE] * len(cfg["evaluate"]["diagnostics"])
+    expected += [NEIGHBOURS_FIGURE] * len(cfg.evaluate.diagnostics)
     added = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("Adding ")]
     assert sorted(added) == sorted(expected)
     html = (root / "results" / "report.html").read_text()
@@ -85,4 +85,4 @@ def test_snakemake_report_holds_every_figure_and_table_with_its_caption(tmp_path
     for title in TABLE_TITLES.values():
         assert title in html
     assert "nearest training images" in html and "data set" in html
-    assert run_dir(cfg, cfg["evaluate"]["diagnostics"][0]).name in html  # the run label
+    assert run_dir(cfg, cfg.evaluate.diagnostics[0]).name in html  # the run label

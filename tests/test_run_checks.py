@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from gae.cli import main
-from gae.config import run_dir
+from gae.config import run_dir, updated
 from gae.io import atomic_save_npy
 from gae.models import architecture_from_config, build_model, save_model
 from tests.conftest import REPO_ROOT
@@ -21,7 +21,7 @@ from tests.conftest import REPO_ROOT
 
 def _save(cfg, run: str, kind: str, dataset: str, dim: int, meta_run: str | None = None) -> None:
     """A small untrained model of ``kind`` saved as ``run``'s model.pt (meta says ``meta_run``)."""
-    cfg = {**cfg, "model": {**cfg["model"], "hidden_units": 8}}
+    cfg = updated(cfg, {"model": {"hidden_units": 8}})
     arch = architecture_from_config(cfg, dataset, 1, 50, dim)
     torch.manual_seed(0)
     model = build_model(kind, arch, {"run": meta_run or run, "dataset": dataset})
@@ -32,7 +32,8 @@ def _save(cfg, run: str, kind: str, dataset: str, dim: int, meta_run: str | None
 
 def _gae(cfg, tmp_path, capsys, *args: str) -> tuple[int, str]:
     overlay = tmp_path / "paths.yaml"
-    overlay.write_text(yaml.safe_dump({"paths": cfg["paths"], "data": {"download": False}}))
+    paths = cfg.to_dict()["paths"]
+    overlay.write_text(yaml.safe_dump({"paths": paths, "data": {"download": False}}))
     capsys.readouterr()
     rc = main([*args, "--params", str(REPO_ROOT / "params.yaml"), "--config", str(overlay)])
     return rc, capsys.readouterr().err

@@ -52,15 +52,15 @@ def test_the_project_sheet_is_valid_with_every_row_configured(tmp_path, monkeypa
     seeds = next(r for r in rows if r.variant == "cpu-seeds")
     assert seeds.seeds == (2, 3) and seeds.overlays == ("config/cpu.yaml",)
     cfg = seeds.config(2, REPO_ROOT / "params.yaml")
-    assert cfg["runs"] == list(seeds.runs) and cfg["evaluate"]["loglik"] == []
-    assert cfg["seed"] == 2 and cfg["train"]["epochs"] == 20
-    assert cfg["paths"]["results"] == "results/study/cpu-seeds/seed2"
+    assert cfg.runs == tuple(seeds.runs) and cfg.evaluate.loglik == ()
+    assert cfg.seed == 2 and cfg.train.epochs == 20
+    assert cfg.paths.results == "results/study/cpu-seeds/seed2"
     # the preset `make run PRESET=smoke` wrote into params.yaml does not leak into a study row
     smoked = tmp_path / "params.yaml"
     text = (REPO_ROOT / "params.yaml").read_text()
     smoked.write_text(text.replace("overlays: []", "overlays: [config/smoke.yaml]", 1))
     assert seeds.config(2, smoked) == cfg
-    assert seeds.config(2, smoked, preset=True)["data"]["subset"]["train"] == 500
+    assert seeds.config(2, smoked, preset=True).data.subset.train == 500
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,18 @@ takes fewer rows than a split has.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gae.config import load_config
 from gae.data.prepare import apply_subsets
 from gae.data.subsets import random_rows, subset_record, take_rows
 from gae.evaluation import eval_rows
+from gae.settings import Config
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 def _sorted_split(n_per_class: int = 100) -> dict[str, np.ndarray]:
@@ -24,8 +29,9 @@ def _sorted_split(n_per_class: int = 100) -> dict[str, np.ndarray]:
     return {f"{p}_{s}": v for s in ("train", "valid", "test") for p, v in (("x", x), ("y", y))}
 
 
-def _cfg(subset: dict | None = None, seed: int = 0) -> dict:
-    return {"data": {"subset": subset or {}, "subset_seed": seed}}
+def _cfg(subset: dict | None = None, seed: int = 0) -> Config:
+    data = {"subset": subset or {}, "subset_seed": seed}
+    return load_config(base=PARAMS, overrides={"data": data})
 
 
 def test_random_rows_is_fixed_distinct_and_nested() -> None:

@@ -64,13 +64,13 @@ def per_image_values(run: str) -> np.ndarray:
 
 def write_metric_artifacts(cfg: dict[str, Any]) -> None:
     """parzen.json, loglik.json and data/prepared/{dataset}.json as the spec defines them."""
-    for run in cfg["evaluate"]["parzen"]:
+    for run in cfg.evaluate.parzen:
         mean, sem = parzen_value(run)
         write_json(
             run_dir(cfg, run) / "parzen.json",
             {"mean": mean, "sem": sem, "sigma": 0.2, "n_samples": 10000, "n_test": 10000},
         )
-    for run in cfg["evaluate"]["loglik"]:
+    for run in cfg.evaluate.loglik:
         imp, prior = loglik_values(run)
         write_json(
             run_dir(cfg, run) / "loglik.json",
@@ -135,7 +135,7 @@ def test_tables_put_slides_published_and_our_numbers_side_by_side(tmp_path: Path
 
     all_rows2 = read_csv(tmp_path / "results/tables/table2_loglik.csv")
     rows2 = [r for r in all_rows2 if r["run"]]
-    assert len(rows2) == len(cfg["evaluate"]["loglik"])
+    assert len(rows2) == len(cfg.evaluate.loglik)
     for row in rows2:
         imp, prior = loglik_values(row["run"])
         assert float(row["importance"]) == imp and float(row["prior"]) == prior

@@ -3,7 +3,6 @@ artifacts (model.pt, train_log.csv, samples.npy)."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import itertools
 import json
@@ -12,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,13 @@ import pytest
 import torch
 
 import gae.training as training
-from gae.config import load_config
+from gae.config import load_config, updated
 from gae.errors import ConfigError, GaeError, TrainingError
 from gae.io import atomic_save_npz
 from gae.models import load_model
 from gae.sampling import sample_run
+from gae.settings import Config
+from tests.variants import gae_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN = "bmnist-gae-slides-L2-z4"  # the sampled (Monte-Carlo EM) E-step
@@ -43,7 +45,7 @@ def _one_thread():
 
 def _synthetic_cfg(
     tmp_path: Path, runs: list[str], models: dict[str, Any] | None = None, **train: Any
-) -> dict[str, Any]:
+) -> Config:
     """A config over a small synthetic binary data set in the spec's npz format."""
     rng = np.random.default_rng(0)
     prototypes = rng.random((4, 64)) < 0.5
@@ -79,8 +81,9 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     import gae.training as training
+    from gae.config import validate_config
 
-    cfg = json.load(open(sys.argv[1]))
+    cfg = validate_config(json.load(open(sys.argv[1])))
     kill_after = int(sys.argv[3])
     if kill_after:
         save = training.atomic_torch_save
@@ -99,10 +102,10 @@ SCRIPT = textwrap.dedent(
 
 
 def _train_subprocess(
-    cfg: dict[str, Any], tmp_path: Path, kill_after: int = 0, run: str = RUN
+    cfg: Config, tmp_path: Path, kill_after: int = 0, run: str = RUN
 ) -> None:
-    cfg_file = tmp_path / f"cfg-{kill_after}-{cfg['paths']['results'][-1]}.json"
-    cfg_file.write_text(json.dumps(cfg))
+    cfg_file = tmp_path / f"cfg-{kill_after}-{cfg.paths.results[-1]}.json"
+    cfg_file.write_text(json.dumps(cfg.to_dict()))
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
     stderr_file = cfg_file.with_suffix(".stderr")
@@ -141,15 +144,14 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 # the sampled E-step; and the posterior E-step whose neighbour lists, searched at epoch 1 and
 # reused until epoch 3, must come back from the checkpoint for the resumed run to be identical
-KNN_REUSED = {
-    "kind": "gae",
-    "e_step": "posterior",
-    "leave_one_out": True,
-    "lambda_sigma": 0.5,
-    "candidates": "knn",
-    "n_candidates": 5,
-    "neighbour_refresh_epochs": 3,
-}
+KNN_REUSED = gae_variant(
+    e_step="posterior",
+    leave_one_out=True,
+    lambda_sigma=0.5,
+    candidates="knn",
+    n_candidates=5,
+    neighbour_refresh_epochs=3,
+)
 
 
 @pytest.mark.parametrize(
@@ -172,18 +174,16 @@ def test_a_cuda_run_resumes_bit_identically(tmp_path: Path) -> None:
     every resumed CUDA run failed ('RNG state must be a torch.ByteTensor')."""
     run = "bmnist-gae-reuse-L1-z4"
     cfg = _synthetic_cfg(tmp_path, [run], models={"gae-reuse": KNN_REUSED})
-    cfg["device"] = "cuda"
+    cfg = replace(cfg, device="cuda")
     _assert_resume_is_bit_identical(tmp_path, cfg, run)
 
 
-def _assert_resume_is_bit_identical(tmp_path: Path, cfg: dict[str, Any], run: str) -> None:
+def _assert_resume_is_bit_identical(tmp_path: Path, cfg: Config, run: str) -> None:
     """Train straight through; train again, killed after epoch 2 and resumed: same model, log."""
-    straight = copy.deepcopy(cfg)
-    straight["paths"]["results"] = str(tmp_path / "results_a")
+    straight = updated(cfg, {"paths": {"results": str(tmp_path / "results_a")}})
     _train_subprocess(straight, tmp_path, run=run)
 
-    interrupted = copy.deepcopy(cfg)
-    interrupted["paths"]["results"] = str(tmp_path / "results_b")
+    interrupted = updated(cfg, {"paths": {"results": str(tmp_path / "results_b")}})
     _train_subprocess(interrupted, tmp_path, kill_after=2, run=run)
     run_b = tmp_path / "results_b" / "runs" / run
     assert not (run_b / "model.pt").exists()
@@ -232,8 +232,7 @@ def test_nan_objective_stops_with_training_error_and_keeps_last_checkpoint(
 def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
     cfg = _synthetic_cfg(tmp_path, [RUN], epochs=1)
     training.train_run(cfg, RUN)
-    cfg["train"]["lr"] = 0.01
-    cfg["train"]["epochs"] = 2
+    cfg = updated(cfg, {"train": {"lr": 0.01, "epochs": 2}})
     with pytest.raises(TrainingError, match="--restart"):
         training.train_run(cfg, RUN)
     training.train_run(cfg, RUN, restart=True)
@@ -257,8 +256,7 @@ def test_a_continuation_starts_from_its_source_weights_and_is_tied_to_that_file(
     training.train_run(_synthetic_cfg(tmp_path / "a", [RUN], epochs=1, lr=0.01), RUN, restart=True)
     with pytest.raises(TrainingError, match="--restart"):
         training.train_run(cfg, RUN, init_from=source)
-    other = copy.deepcopy(cfg)
-    other["model"]["hidden_units"] = 16
+    other = updated(cfg, {"model": {"hidden_units": 16}})
     with pytest.raises(GaeError, match="hidden_units"):
         training.Trainer(other, RUN, init_from=source).start_from(source)
     with pytest.raises(GaeError, match="does not exist"):
@@ -272,34 +270,40 @@ def test_a_continuation_starts_from_its_source_weights_and_is_tied_to_that_file(
 def test_a_vae_checkpoint_from_before_n_z_resumes_at_n_z_1_and_is_refused_at_2(
     tmp_path: Path,
 ) -> None:
-    """VAEs ignored n_z until it became a default of 2: their runs must keep their fingerprint."""
+    """VAEs ignored n_z until it became a default of 2: their runs must keep their fingerprint.
+    (n_z is now required, so a run made before, without it, is one whose fingerprint has no
+    n_z: the shim must leave n_z 1 out of the fingerprint, exactly.)"""
     run = "bmnist-vae-L1-z4"
-    cfg = _synthetic_cfg(tmp_path, [run], epochs=1)
-    del cfg["models"]["vae"]["n_z"]  # the VAE settings of every run made before
+    cfg = _synthetic_cfg(tmp_path, [run], models={"vae": {"n_z": 1}}, epochs=1)
+    parts = training.Trainer(cfg, run)._fingerprint_parts()
+    before = {k: v for k, v in parts["settings"].items() if k != "n_z"}  # what they recorded
+    assert training.old_run_fingerprint_shims(parts)["settings"] == before
     training.train_run(cfg, run)
-    cfg["train"]["epochs"] = 2
-    cfg["models"]["vae"]["n_z"] = 2
+    cfg = updated(cfg, {"train": {"epochs": 2}, "models": {"vae": {"n_z": 2}}})
     with pytest.raises(TrainingError, match="--restart"):
         training.train_run(cfg, run)
-    cfg["models"]["vae"]["n_z"] = 1
+    cfg = updated(cfg, {"models": {"vae": {"n_z": 1}}})
     training.train_run(cfg, run)  # resumes
     assert len(_read_log(tmp_path / "results" / "runs" / run / "train_log.csv")) == 2
 
 
-def _mnist_cfg(prepared_cfg_tmp: dict[str, Any], runs: list[str]) -> dict[str, Any]:
-    cfg = copy.deepcopy(prepared_cfg_tmp)
-    cfg["data"]["subset"] = {"train": 2000, "valid": 500, "test": 100}
-    cfg["model"]["hidden_units"] = 200
-    cfg["train"].update({"epochs": 2, "batch_size": 100, "num_threads": 1})
-    cfg["evaluation"].update({"n_samples": 300, "batch_size": 250})
-    cfg["runs"] = runs
-    cfg["evaluate"] = NO_EVALUATIONS
-    return cfg
+def _mnist_cfg(prepared_cfg_tmp: Config, runs: list[str]) -> Config:
+    return updated(
+        prepared_cfg_tmp,
+        {
+            "data": {"subset": {"train": 2000, "valid": 500, "test": 100}},
+            "model": {"hidden_units": 200},
+            "train": {"epochs": 2, "batch_size": 100, "num_threads": 1},
+            "evaluation": {"n_samples": 300, "batch_size": 250},
+            "runs": runs,
+            "evaluate": NO_EVALUATIONS,
+        },
+    )
 
 
 @pytest.mark.parametrize("run", ["mnist-gae-slides-L1-z20", "mnist-gae-L1-z20", "mnist-vae-L1-z20"])
 def test_short_training_on_real_mnist_improves_and_writes_artifacts(
-    prepared_cfg_tmp: dict[str, Any], run: str
+    prepared_cfg_tmp: Config, run: str
 ) -> None:
     cfg = _mnist_cfg(prepared_cfg_tmp, [run])
     path = training.train_run(cfg, run)
@@ -318,7 +322,7 @@ def test_short_training_on_real_mnist_improves_and_writes_artifacts(
         assert 0.0 <= float(second["self_responsibility"]) <= 1.0
 
     model = load_model(path)
-    assert model.meta["run"] == run and model.meta["config"]["seed"] == cfg["seed"]
+    assert model.meta["run"] == run and model.meta["config"]["seed"] == cfg.seed
     if "gae" in run:
         assert model.prior.n_components == 2000
         # the stored prior is the mixture over the SAVED encoder's training encodings
@@ -337,7 +341,7 @@ def test_short_training_on_real_mnist_improves_and_writes_artifacts(
     assert samples.shape == (300, 784) and samples.dtype == np.float32
     assert samples.min() >= 0.0 and samples.max() <= 1.0
     # the slides' procedure: decoder means of z drawn from the stored prior, seeded per run
-    generator = torch.Generator().manual_seed(training.derive_seed(cfg["seed"], run, "sample"))
+    generator = torch.Generator().manual_seed(training.derive_seed(cfg.seed, run, "sample"))
     with torch.no_grad():
         z = torch.cat([model.prior.sample(250, generator), model.prior.sample(50, generator)])
         want = model.decode_mean(z).numpy()
@@ -348,7 +352,7 @@ def test_short_training_on_real_mnist_improves_and_writes_artifacts(
 
 def test_knn_candidates_train_and_log_neighbour_responsibility(tmp_path: Path) -> None:
     run = "bmnist-gae-knn-L1-z4"
-    knn = {"kind": "gae", "candidates": "knn", "n_candidates": 5, "lambda_mu": 1e-3}
+    knn = gae_variant(candidates="knn", n_candidates=5, lambda_mu=1e-3)
     cfg = _synthetic_cfg(tmp_path, [run], models={"gae-knn": knn}, epochs=2)
     path = training.train_run(cfg, run)
     rows = _read_log(path.parent / "train_log.csv")
@@ -357,7 +361,7 @@ def test_knn_candidates_train_and_log_neighbour_responsibility(tmp_path: Path) -
         share = float(row["neighbour_responsibility"]) + float(row["self_responsibility"])
         assert 0.0 < float(row["neighbour_responsibility"]) and share <= 1.0 + 1e-6
     assert float(rows[1]["train_objective"]) > float(rows[0]["train_objective"])
-    cfg["models"]["gae-knn"]["n_candidates"] = 149
+    cfg = updated(cfg, {"models": {"gae-knn": {"n_candidates": 149}}})
     with pytest.raises(GaeError, match="n_candidates"):
         training.train_run(cfg, run, restart=True)
 
@@ -401,7 +405,7 @@ def test_learning_rate_decays_on_plateaus_or_on_a_schedule_and_resumes_with_it(
     decay = {"lr_schedule": "plateau", "lr_decay_factor": 0.5, "lr_decay_epochs": 2}
     cfg = _synthetic_cfg(tmp_path, [run], epochs=5, patience=10, lr=1e-3, **decay)
     training.train_run(cfg, run)
-    cfg["train"]["epochs"] = 8
+    cfg = updated(cfg, {"train": {"epochs": 8}})
     rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
     # no improvement after epochs 3 and 4 -> halved from epoch 5; improvement at 6 resets the count
     assert [float(r["lr"]) for r in rows] == pytest.approx(
@@ -414,7 +418,7 @@ def test_learning_rate_decays_on_plateaus_or_on_a_schedule_and_resumes_with_it(
         / "train_log.csv"
     )
     assert "lr" not in constant[0]
-    cfg["train"]["lr_decay_epochs"] = 3
+    cfg = updated(cfg, {"train": {"lr_decay_epochs": 3}})
     with pytest.raises(TrainingError, match="other settings"):
         training.train_run(cfg, run)
     # a fixed schedule: every 3 epochs, whatever the validation does
@@ -461,7 +465,7 @@ def test_warmup_scales_the_kl_part_and_logs_its_weight(tmp_path: Path) -> None:
     from gae.objectives import gae_posterior_objective, vae_objective
 
     run = "bmnist-gae-wu-L1-z4"
-    warm = {"kind": "gae", "e_step": "posterior", "leave_one_out": True, "warmup_epochs": 4}
+    warm = gae_variant(e_step="posterior", leave_one_out=True, warmup_epochs=4)
     cfg = _synthetic_cfg(tmp_path, [run, "bmnist-vae-L1-z4"], models={"gae-wu": warm}, epochs=3)
     rows = _read_log(training.train_run(cfg, run).parent / "train_log.csv")
     assert [float(r["prior_weight"]) for r in rows] == [0.25, 0.5, 0.75]
@@ -484,8 +488,9 @@ def test_warmup_scales_the_kl_part_and_logs_its_weight(tmp_path: Path) -> None:
         kl_part = full.surrogate - recon  # GAE: log p - log q (no R here); VAE: -KL
         torch.testing.assert_close(half.surrogate, recon + 0.5 * kl_part)
 
-    sampled = {"kind": "gae", "e_step": "sampled", "warmup_epochs": 2}
-    cfg["models"]["gae-wu"] = sampled
+    # changed after load_config (replace skips validation): training refuses it too
+    sampled = replace(cfg.models["gae-wu"], e_step="sampled", warmup_epochs=2)
+    cfg = replace(cfg, models={**cfg.models, "gae-wu": sampled})
     with pytest.raises(GaeError, match="warmup_epochs applies to the VAE"):
         training.train_run(cfg, run, restart=True)
 
@@ -522,10 +527,11 @@ def test_learned_prior_variance_is_trained_and_refused_where_it_does_not_apply(
         _synthetic_cfg(tmp_path / "v", ["bmnist-vae-L1-z4"], models=vae, epochs=1)
     # ... and again by training, for a configuration changed after load_config
     cfg = _synthetic_cfg(tmp_path / "s", [run], models={"gae-wide": wide}, epochs=1)
-    cfg["models"]["gae-wide"].update(slides)
+    changed = replace(cfg.models["gae-wide"], **{k: v for k, v in slides.items() if k != "kind"})
+    cfg = replace(cfg, models={**cfg.models, "gae-wide": changed})
     with pytest.raises(GaeError, match="prior_variance"):
         training.train_run(cfg, run)
+    # a VAE's settings cannot even hold the key (one dataclass per kind, gae.settings)
     cfg = _synthetic_cfg(tmp_path / "v", ["bmnist-vae-L1-z4"], epochs=1)
-    cfg["models"]["vae"]["prior_variance"] = "learned"
-    with pytest.raises(GaeError, match="prior_variance"):
-        training.train_run(cfg, "bmnist-vae-L1-z4")
+    with pytest.raises(TypeError, match="prior_variance"):
+        replace(cfg.models["vae"], prior_variance="learned")

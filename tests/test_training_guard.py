@@ -7,7 +7,6 @@ had already overwritten the previous run's checkpoint and log by then.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 
 import gae.training as training
 from gae.cli import main
+from gae.config import updated
 from gae.errors import TrainingError
 from gae.models import load_model
 from gae.objectives import trivial_log_likelihood
@@ -36,8 +36,8 @@ def _digests(folder: Path) -> dict[str, str]:
     return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in THREE}
 
 
-def _run_folder(cfg: dict[str, Any], run: str = RUN) -> Path:
-    return Path(cfg["paths"]["results"]) / "runs" / run
+def _run_folder(cfg: Any, run: str = RUN) -> Path:
+    return Path(cfg.paths.results) / "runs" / run
 
 
 # ---- the trivial model and the criterion ----------------------------------------------------
@@ -110,13 +110,12 @@ def test_a_failed_restart_leaves_the_previous_run_exactly_as_it_was(tmp_path: Pa
     folder = _run_folder(cfg)
     before = _digests(folder)
 
-    diverging = copy.deepcopy(cfg)
-    diverging["train"]["lr"] = 1.0e3
+    diverging = updated(cfg, {"train": {"lr": 1.0e3}})
     with pytest.raises(TrainingError, match="previous run's model.pt, checkpoint.pt and") as info:
         training.train_run(diverging, RUN, restart=True)
     assert "train.lr (now 1000)" in str(info.value)
     assert _digests(folder) == before
-    assert load_model(folder / "model.pt").meta["config"]["train"]["lr"] == cfg["train"]["lr"]
+    assert load_model(folder / "model.pt").meta["config"]["train"]["lr"] == cfg.train.lr
 
 
 def test_a_successful_restart_replaces_all_three_files_and_leaves_no_temporary_ones(
@@ -126,14 +125,14 @@ def test_a_successful_restart_replaces_all_three_files_and_leaves_no_temporary_o
     training.train_run(cfg, RUN)
     folder = _run_folder(cfg)
     before = _digests(folder)
-    cfg["train"].update({"lr": 2e-3, "epochs": 1})
+    cfg = updated(cfg, {"train": {"lr": 2e-3, "epochs": 1}})
     training.train_run(cfg, RUN, restart=True)
     after = _digests(folder)
     assert all(after[name] != before[name] for name in THREE)
     assert load_model(folder / "model.pt").meta["config"]["train"]["lr"] == 2e-3
     assert len(_read_log(folder / "train_log.csv")) == 1
     assert not list(folder.glob("*.restart.*")) and not list(folder.glob(".*.tmp"))
-    cfg["train"]["epochs"] = 2
+    cfg = updated(cfg, {"train": {"epochs": 2}})
     training.train_run(cfg, RUN)  # checkpoint.pt is the restart's: it resumes, epoch 2
     assert [r["epoch"] for r in _read_log(folder / "train_log.csv")] == ["1", "2"]
 
@@ -159,7 +158,7 @@ def test_an_interrupted_restart_keeps_the_old_run_and_resumes_to_the_uninterrupt
         raise KeyboardInterrupt  # stands in for SIGKILL: nothing after the save runs
 
     monkeypatch.setattr(training, "atomic_torch_save", killed_after_epoch_1)
-    cfg["train"].update(new_settings)
+    cfg = updated(cfg, {"train": new_settings})
     with pytest.raises(KeyboardInterrupt):
         training.train_run(cfg, RUN, restart=True)
     monkeypatch.setattr(training, "atomic_torch_save", save)
@@ -175,7 +174,7 @@ def test_an_interrupted_restart_keeps_the_old_run_and_resumes_to_the_uninterrupt
 
 
 def test_the_issue_repro_through_the_command_line(
-    prepared_cfg: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    prepared_cfg: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """gae train bmnist-vae-L4-z50 --config config/smoke.yaml, then --restart with an overlay
     `train: {lr: 1.0e+3}`: exits 1 saying why, and the good model.pt stays."""
@@ -188,7 +187,7 @@ def test_the_issue_repro_through_the_command_line(
         "--config",
         str(REPO_ROOT / "config" / "smoke.yaml"),
         "--set",
-        f"paths.data={prepared_cfg['paths']['data']}",
+        f"paths.data={prepared_cfg.paths.data}",
         "--set",
         f"paths.results={tmp_path / 'results'}",
     ]
@@ -221,15 +220,14 @@ def test_restart_if_stale_starts_afresh_only_when_the_checkpoint_cannot_be_resum
     training.train_run(cfg, RUN, restart_if_stale=True)
     assert torch.load(folder / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
 
-    other = copy.deepcopy(cfg)
-    other["train"]["lr"] = 2.0e-3  # another preset: the checkpoint's settings no longer match
+    # another preset: the checkpoint's settings no longer match
+    other = updated(cfg, {"train": {"lr": 2.0e-3}})
     with pytest.raises(StaleCheckpointError, match="was made with other settings"):
         training.train_run(other, RUN)
     before = _digests(folder)
     training.train_run(other, RUN, restart_if_stale=True)
     assert _digests(folder)["checkpoint.pt"] != before["checkpoint.pt"]
     # a matching checkpoint is resumed, not restarted: one more epoch continues from it
-    more = copy.deepcopy(other)
-    more["train"]["epochs"] = 2
+    more = updated(other, {"train": {"epochs": 2}})
     training.train_run(more, RUN, restart_if_stale=True)
     assert [row["epoch"] for row in _read_log(folder / "train_log.csv")] == ["1", "2"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import gae.training as training
+from gae.config import load_config, updated
 from gae.schedules import make_scheduler, restore_scheduler, schedule_settings, step_scheduler
 from tests.test_training import (  # _one_thread: the autouse fixture, active here too
     _one_thread,  # noqa: F401
@@ -138,11 +140,12 @@ def test_a_checkpoint_without_scheduler_state_resumes_at_the_hand_written_rates(
 
 
 def test_schedule_settings_are_the_fingerprinted_dict_and_constant_has_no_scheduler() -> None:
-    assert schedule_settings({"lr_schedule": "constant"}) is None
+    train = load_config(base=Path(__file__).resolve().parents[1] / "params.yaml").train
+    assert schedule_settings(replace(train, lr_schedule="constant")) is None
     assert make_scheduler(_optimizer(1e-3), None) is None
-    step = {"lr_schedule": "step", "lr_decay_factor": 0.1, "lr_decay_epochs": 3}
+    step = replace(train, lr_schedule="step", lr_decay_factor=0.1, lr_decay_epochs=3)
     assert schedule_settings(step) == {"factor": 0.1, "every": 3}
-    plateau = {"lr_schedule": "plateau", "lr_decay_factor": 0.5, "lr_decay_epochs": 2}
+    plateau = replace(train, lr_schedule="plateau", lr_decay_factor=0.5, lr_decay_epochs=2)
     assert schedule_settings(plateau) == {"factor": 0.5, "patience": 2}
     assert isinstance(
         make_scheduler(_optimizer(1e-3), schedule_settings(plateau)),
@@ -173,7 +176,7 @@ def test_the_checkpoint_carries_the_scheduler_and_an_old_checkpoint_resumes_the_
         if name == "old":
             del ckpt["scheduler"]
             torch.save(ckpt, ckpt_path)
-        cfg["train"]["epochs"] = 8
+        cfg = updated(cfg, {"train": {"epochs": 8}})
         logs[name] = [
             float(r["lr"]) for r in _read_log(training.train_run(cfg, run).parent / "train_log.csv")
         ]

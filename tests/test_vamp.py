@@ -8,6 +8,7 @@ prior-sampled log-likelihoods of a linear-Gaussian VampPrior model against its c
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import nn
 
 import gae.training as training
 from gae.config import load_config
-from gae.errors import GaeError
+from gae.errors import ConfigError, GaeError
 from gae.evaluation.loglik import importance_log_likelihood, prior_log_likelihood
 from gae.io import atomic_save_npz
 from gae.models import (
@@ -34,8 +35,10 @@ from gae.models import (
 from gae.objectives import vamp_objective
 from gae.priors import VampPrior, prior_from_state
 from gae.sampling import sample_run
+from gae.settings import GaeSettings, variant_to_dict
 from tests.closed_form import linear_gaussian_gae_logpdf
 from tests.test_loglik import LinearProposal, assert_within_mc_error
+from tests.variants import gae_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NO_EVALUATIONS = {"parzen": [], "loglik": [], "diagnostics": [], "latent": []}
@@ -301,11 +304,12 @@ def test_vamp_trains_with_warmup_saves_and_scores(tmp_path: Path) -> None:
 def test_pseudo_inputs_start_from_the_recipe_or_from_training_images() -> None:
     model = _vamp()
     x_train = torch.rand(30, 12, dtype=torch.float64)
-    training.initialise_pseudo_inputs(model, {"pseudo_inputs_init": "random"}, x_train, 1)
+    vamp = load_config(base=REPO_ROOT / "params.yaml").models["vamp"]  # mean 0.05, std 0.01
+    training.initialise_pseudo_inputs(model, replace(vamp, pseudo_inputs_init="random"), x_train, 1)
     raw = model.prior.raw_pseudo_inputs.detach()
     assert float(raw.mean()) == pytest.approx(0.05, abs=0.01)
     assert float(raw.std()) == pytest.approx(0.01, rel=0.3)
-    settings = {"pseudo_inputs_init": "training", "pseudo_inputs_std": 0.0}
+    settings = replace(vamp, pseudo_inputs_init="training", pseudo_inputs_std=0.0)
     training.initialise_pseudo_inputs(model, settings, x_train, 1)
     rows = model.prior.raw_pseudo_inputs.detach()
     match = (rows[:, None, :] == x_train[None]).all(-1)  # (K, n): which training image
@@ -320,17 +324,16 @@ def test_pseudo_inputs_start_from_the_recipe_or_from_training_images() -> None:
 def _knn_objective(
     exemplar_gradient: bool, n_train: int = 20, **extra: Any
 ) -> training.VariantObjective:
-    settings = {
-        "kind": "gae",
+    knn = {
         "e_step": "posterior",
         "candidates": "knn",
         "n_candidates": 3,
         "leave_one_out": True,
         "prior_variance": "unit",
         "exemplar_gradient": exemplar_gradient,
-        **extra,
     }
-    return training.make_objective("gae", settings, n_train, "bmnist-gae-L1-z3")
+    settings = gae_variant(**{**knn, **extra})
+    return training.make_objective("gae", GaeSettings(**settings), n_train, "bmnist-gae-L1-z3")
 
 
 @pytest.mark.parametrize("exemplar_gradient", [False, True])
@@ -371,7 +374,7 @@ def test_exemplar_gradient_reaches_the_encoder_through_the_neighbours(exemplar_g
 def test_the_exemplar_vae_variant_trains_end_to_end(tmp_path: Path) -> None:
     run = "bmnist-gae-exemplar-L1-z3"
     cfg = _synthetic_cfg(tmp_path, [run], {"gae-exemplar": {"n_candidates": 4, "n_z": 1}})
-    assert cfg["models"]["gae-exemplar"]["exemplar_gradient"] is True
+    assert cfg.models["gae-exemplar"].exemplar_gradient is True
     path = training.train_run(cfg, run)
     header = (path.parent / "train_log.csv").read_text().splitlines()[0].split(",")
     assert "prior_std" in header and "log_prior" in header
@@ -382,15 +385,21 @@ def test_the_exemplar_vae_variant_trains_end_to_end(tmp_path: Path) -> None:
     assert model.prior.logvars.unique().numel() == 1
 
 
-def test_exemplar_gradient_is_refused_where_it_means_nothing() -> None:
+def test_exemplar_gradient_is_refused_where_it_means_nothing(tmp_path: Path) -> None:
     with pytest.raises(GaeError, match="exemplar_gradient"):
         _knn_objective(True, candidates="batch")
-    with pytest.raises(GaeError, match=r"n_pseudo_inputs does not apply to kind 'gae'"):
+    # a key of another kind: the kind's dataclass has no such field, and the configuration
+    # refuses it by name when it loads
+    with pytest.raises(TypeError, match="n_pseudo_inputs"):
         _knn_objective(False, n_pseudo_inputs=5)
-    with pytest.raises(GaeError, match=r"candidates does not apply to kind 'vamp'"):
-        training.make_objective(
-            "vamp", {"kind": "vamp", "candidates": "knn"}, 20, "bmnist-vamp-L1-z3"
-        )
+    overlay = tmp_path / "foreign.yaml"
+    for text, match in (
+        ("models: {gae: {n_pseudo_inputs: 5}}\n", r"models\.gae\.n_pseudo_inputs .*kind vamp"),
+        ("models: {vamp: {candidates: knn}}\n", r"models\.vamp\.candidates .*kind gae"),
+    ):
+        overlay.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            load_config([overlay], base=REPO_ROOT / "params.yaml")
 
 
 def test_learned_scalar_prior_variance_is_one_shared_clamped_parameter(tmp_path: Path) -> None:
@@ -455,19 +464,24 @@ def test_recipe_overlay_builds_every_kind_and_keeps_default_architectures() -> N
     arch = architecture_from_config(default, "bmnist", 2, 50, 784)
     # the default architecture dict is what it was before gated layers (fingerprints unchanged)
     assert "layer" not in arch and arch["init"] == "xavier" and arch["hidden_units"] == 500
-    assert default["models"]["gae"]["prior_variance"] == "unit"
-    assert "exemplar_gradient" not in default["models"]["gae"]
+    assert default.models["gae"].prior_variance == "unit"
+    # exemplar_gradient is listed now (every key is), but false: out of the fingerprint
+    gae = variant_to_dict(default.models["gae"])
+    assert gae["exemplar_gradient"] is False
+    assert "exemplar_gradient" not in training.old_run_fingerprint_shims(
+        {"kind": "gae", "settings": gae, "optimizer": "adam", "lr_decay": None}
+    )["settings"]
     cfg = load_config([REPO_ROOT / "config/recipe-vampprior.yaml"], base=REPO_ROOT / "params.yaml")
-    assert cfg["runs"] == default["runs"] and cfg["evaluate"] == default["evaluate"]
+    assert cfg.runs == default.runs and cfg.evaluate == default.evaluate
     arch = architecture_from_config(cfg, "bmnist", 2, 40, 784)
     assert (arch["layer"], arch["init"], arch["hidden_units"]) == ("gated", "he", 300)
-    assert (cfg["train"]["lr"], cfg["train"]["lr_schedule"], cfg["train"]["patience"]) == (
+    assert (cfg.train.lr, cfg.train.lr_schedule, cfg.train.patience) == (
         5e-4,
         "constant",
         50,
     )
     for variant in ("vae", "vamp", "gae", "gae-exemplar"):
-        assert cfg["models"][variant]["warmup_epochs"] == 100
+        assert cfg.models[variant].warmup_epochs == 100
     for kind in ("vae", "vamp", "gae"):
         model = build_model(kind, {**arch, "n_pseudo_inputs": 500})
         assert sum(isinstance(m, GatedDense) for m in model.encoder.net) == 2

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -276,9 +277,9 @@ def test_an_overlay_changes_the_params_of_only_the_jobs_that_read_its_keys(
         assert set(after) == set(base)
         return {job for job in base if base[job] != after[job]}
 
-    loglik = {f"loglik:run={run}" for run in cfg["evaluate"]["loglik"]}
+    loglik = {f"loglik:run={run}" for run in cfg.evaluate.loglik}
     assert changed("more-draws.yaml") == loglik | {"tables:", "report:"}
-    gae_runs = {r for r in cfg["runs"] if parse_run_name(r).model == "gae"}
+    gae_runs = {r for r in cfg.runs if parse_run_name(r).model == "gae"}
     # tables label the variants (models); the report states the overlay list itself
     trains = {f"train:run={r}" for r in gae_runs}
     assert changed("more-candidates.yaml") == trains | {"tables:", "report:"}
@@ -288,16 +289,16 @@ def test_an_overlay_changes_the_params_of_only_the_jobs_that_read_its_keys(
 
 
 def test_gpu_refusal_names_the_cpu_presets_and_the_opt_in() -> None:
-    paper = {"device": "auto", "overlays": []}
+    paper = replace(load_config(base="params.yaml", preset=False), device="auto", overlays=())
     message = gpu_refusal(paper, lambda: False, env={})
     assert message is not None and "GPU" in message and ALLOW_CPU_ENV in message
     assert all(preset in message for preset in CPU_PRESETS)
-    assert gpu_refusal({**paper, "device": "cuda"}, lambda: False, env={}) is not None
+    assert gpu_refusal(replace(paper, device="cuda"), lambda: False, env={}) is not None
     assert gpu_refusal(paper, lambda: True, env={}) is None
     assert gpu_refusal(paper, lambda: False, env={ALLOW_CPU_ENV: "1"}) is None
-    assert gpu_refusal({**paper, "device": "cpu"}, lambda: False, env={}) is None
+    assert gpu_refusal(replace(paper, device="cpu"), lambda: False, env={}) is None
     for preset in CPU_PRESETS:
-        assert load_config([preset], base="params.yaml")["device"] == "cpu", preset
+        assert load_config([preset], base="params.yaml").device == "cpu", preset
 
 
 def test_the_paper_preset_stops_before_its_first_job_without_cuda(tmp_path: Path) -> None:
@@ -435,7 +436,7 @@ def test_editing_ops_py_replans_the_jobs_that_import_it(tmp_path: Path) -> None:
     assert {"train", "sample", "parzen", "loglik", "diagnose", "figures", "tables"} <= planned
     assert "prepare" not in planned and "report" in planned  # report: its inputs changed
     assert len([job for job in jobs if job["rule"] == "train"]) == len(
-        load_config(base=root / "params.yaml")["runs"]
+        load_config(base=root / "params.yaml").runs
     )
 
 

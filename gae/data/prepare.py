@@ -55,6 +55,7 @@ from gae.data.formats import check_frey, load_frey, load_tfd, parse_amat, parse_
 from gae.data.subsets import take_rows
 from gae.errors import ConfigError, DataError, GaeError
 from gae.io import atomic_save_npz, atomic_write_json, read_json
+from gae.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Plan:
 
 
 def prepare_dataset(
-    cfg: dict[str, Any], dataset: str, mirror: str | None = None, force: bool = False
+    cfg: Config, dataset: str, mirror: str | None = None, force: bool = False
 ) -> Path:
     """Fetch, verify and prepare ``dataset``; return the path of its ``.npz``.
 
@@ -143,8 +144,8 @@ def prepare_dataset(
     return npz_path
 
 
-def load_prepared(cfg: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
-    """The prepared splits of ``dataset``, each cut to ``cfg['data']['subset']`` rows if set.
+def load_prepared(cfg: Config, dataset: str) -> dict[str, np.ndarray]:
+    """The prepared splits of ``dataset``, each cut to ``cfg.data.subset`` rows if set.
 
     Prepared files are always full; presets shrink them here, at load time, to a seeded random
     sample (``apply_subsets``). ``idx_{split}`` gives each returned row's index in the file.
@@ -190,14 +191,13 @@ def _check_provenance(npz_path: Path, json_path: Path, dataset: str) -> None:
         )
 
 
-def apply_subsets(cfg: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def apply_subsets(cfg: Config, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each split cut to ``data.subset.{split}`` rows: a fixed seeded random sample
     (``gae.data.subsets``), never the first rows. Adds ``idx_{split}``, the rows of the file."""
-    data_cfg = cfg.get("data") or {}
-    subset = data_cfg.get("subset") or {}
-    seed = int(data_cfg.get("subset_seed", 0))
+    subset, seed = cfg.data.subset, int(cfg.data.subset_seed)
     for split in SPLITS:
-        arrays = take_rows(arrays, split, subset.get(split), seed, f"data.subset.{split}")
+        n = getattr(subset, split)
+        arrays = take_rows(arrays, split, n, seed, f"data.subset.{split}")
     return arrays
 
 
@@ -275,12 +275,12 @@ def _mnist_specs() -> list[RemoteFile]:
 
 
 def _fetch_mnist(
-    cfg: dict[str, Any], raw_root: Path, mirror: str | None, records: list[dict[str, Any]]
+    cfg: Config, raw_root: Path, mirror: str | None, records: list[dict[str, Any]]
 ) -> dict[str, Fetched]:
     """Fetch the four MNIST files (verified against the published hashes); append records."""
     fetched: dict[str, Fetched] = {}
     for spec in _mnist_specs():
-        got = fetch(spec, raw_root, mirror, cfg["data"]["download"])
+        got = fetch(spec, raw_root, mirror, cfg.data.download)
         fetched[spec.name] = got
         records.append(_source_record(spec, got))
     return fetched
@@ -301,7 +301,7 @@ def _mnist_split(fetched: dict[str, Fetched]) -> tuple[dict[str, np.ndarray], di
     return grey, labels
 
 
-def _plan_mnist(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
+def _plan_mnist(cfg: Config, raw_root: Path, mirror: str | None) -> Plan:
     records: list[dict[str, Any]] = []
 
     def build() -> dict[str, np.ndarray]:
@@ -330,8 +330,8 @@ def bernoulli_binarize(grey: dict[str, np.ndarray], seed: int) -> dict[str, np.n
     return out
 
 
-def _plan_bmnist(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
-    source = cfg["data"]["bmnist_source"]
+def _plan_bmnist(cfg: Config, raw_root: Path, mirror: str | None) -> Plan:
+    source = cfg.data.bmnist_source
     if source in ("auto", "larochelle"):
         try:
             return _plan_larochelle(cfg, raw_root, mirror)
@@ -352,7 +352,7 @@ def _plan_bmnist(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Pla
                 "using the seeded Bernoulli binarization of MNIST instead: %s",
                 exc,
             )
-    seed = int(cfg["data"]["bmnist_seed"])
+    seed = int(cfg.data.bmnist_seed)
     records: list[dict[str, Any]] = []
 
     def build() -> dict[str, np.ndarray]:
@@ -381,7 +381,7 @@ def _plan_bmnist(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Pla
     )
 
 
-def _plan_larochelle(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
+def _plan_larochelle(cfg: Config, raw_root: Path, mirror: str | None) -> Plan:
     fetched: dict[str, Fetched] = {}
     records = []
     for name, rows in sources.LAROCHELLE_ROWS.items():
@@ -396,7 +396,7 @@ def _plan_larochelle(cfg: dict[str, Any], raw_root: Path, mirror: str | None) ->
             sources.LAROCHELLE_SHA256[name],
             check=check,
         )
-        got = fetch(spec, raw_root, mirror, cfg["data"]["download"])
+        got = fetch(spec, raw_root, mirror, cfg.data.download)
         fetched[name] = got
         records.append(_source_record(spec, got))
 
@@ -414,9 +414,9 @@ def _plan_larochelle(cfg: dict[str, Any], raw_root: Path, mirror: str | None) ->
     return Plan("larochelle-amat", {}, inputs, build, notes, records)
 
 
-def _plan_frey(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
-    split = cfg["data"]["frey_split"]
-    seed, n_valid, n_test = int(split["seed"]), int(split["valid"]), int(split["test"])
+def _plan_frey(cfg: Config, raw_root: Path, mirror: str | None) -> Plan:
+    split = cfg.data.frey_split
+    seed, n_valid, n_test = int(split.seed), int(split.valid), int(split.test)
     n_frames = sources.FREY_SHAPE[1]
     if n_valid + n_test >= n_frames:
         raise ConfigError(
@@ -431,7 +431,7 @@ def _plan_frey(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
         mirror_sha256=sources.FREY_MIRROR_SHA256,
         check=check_frey,
     )
-    got = fetch(spec, raw_root, mirror, cfg["data"]["download"])
+    got = fetch(spec, raw_root, mirror, cfg.data.download)
 
     def build() -> dict[str, np.ndarray]:
         x = GREY[load_frey(got.path)]
@@ -462,8 +462,8 @@ def _plan_frey(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
     )
 
 
-def _plan_tfd(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
-    tfd_path = cfg["data"].get("tfd_path")
+def _plan_tfd(cfg: Config, raw_root: Path, mirror: str | None) -> Plan:
+    tfd_path = cfg.data.tfd_path
     if not tfd_path:
         raise DataError(
             "the Toronto Face Database is licence-gated and cannot be downloaded: if you hold "
@@ -476,7 +476,7 @@ def _plan_tfd(cfg: dict[str, Any], raw_root: Path, mirror: str | None) -> Plan:
             f"data.tfd_path / --tfd-path {path} does not exist; point it at your "
             f"licensed TFD_48x48.mat, or use `frey`, the open stand-in"
         )
-    fold = int(cfg["data"]["tfd_fold"])
+    fold = int(cfg.data.tfd_fold)
     record = {
         "file": path.name,
         "path": str(path),

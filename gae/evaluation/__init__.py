@@ -17,6 +17,7 @@ import torch
 
 from gae.data.subsets import subset_record, take_rows
 from gae.errors import GaeError
+from gae.settings import Config
 from gae.training import resolve_device
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def take_first(x: np.ndarray, n: int | None, what: str) -> np.ndarray:
 
 
 def eval_rows(
-    cfg: dict, data: dict[str, np.ndarray], split: str, n: int | None, setting: str
+    cfg: Config, data: dict[str, np.ndarray], split: str, n: int | None, setting: str
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The ``n`` images of ``split`` an estimator scores, their rows in the prepared file, and
     the record of which they are (for the result's JSON).
@@ -63,7 +64,7 @@ def eval_rows(
     ``parzen.n_valid: 1000`` means 1,000 MNIST validation images and all 200 of Frey's.
     ``setting`` names the configuration key, for the log and the record.
     """
-    seed = int((cfg.get("data") or {}).get("subset_seed", 0))
+    seed = int(cfg.data.subset_seed)
     cut = take_rows(data, split, n, seed, setting)
     record = {"setting": setting, **subset_record(cut, split, seed)}
     return cut[f"x_{split}"], cut[f"idx_{split}"], record

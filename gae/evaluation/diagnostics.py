@@ -31,6 +31,7 @@ from gae.data.sources import IMAGE_SHAPES
 from gae.evaluation import eval_rows, resolve_device, take_first
 from gae.evaluation.parzen import check_sample_width, load_samples, parzen_from_config
 from gae.paths import SAMPLES_FILE
+from gae.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def plot_nearest_neighbours(
 
 
 def _parzen_rows(
-    cfg: dict[str, Any], run: str, data: dict[str, np.ndarray], x_test: np.ndarray, n: int
+    cfg: Config, run: str, data: dict[str, np.ndarray], x_test: np.ndarray, n: int
 ) -> dict[str, Any]:
     """The Parzen score of ``n`` REAL training images (drawn without replacement, seeded) as
     the "samples", sigma chosen as `gae parzen` does: the baseline a model's score is read
@@ -180,12 +181,12 @@ def _parzen_rows(
     from gae.config import run_dir
     from gae.io import read_json
 
-    settings = cfg["evaluation"].get("parzen", {})
-    seed = int(cfg.get("seed", 0))
+    settings = cfg.evaluation.parzen
+    seed = int(cfg.seed)
     n_base = min(n, len(data["x_train"]))
     pick = np.sort(np.random.default_rng(seed).choice(len(data["x_train"]), n_base, replace=False))
     x_valid, _, _ = eval_rows(
-        cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
+        cfg, data, "valid", settings.n_valid, "evaluation.parzen.n_valid"
     )
     baseline = parzen_from_config(cfg, data["x_train"][pick], x_valid, x_test)
     rows = {
@@ -205,32 +206,32 @@ def _parzen_rows(
 
 
 def _diagnose_inputs(
-    cfg: dict[str, Any], run: str, dataset: str
+    cfg: Config, run: str, dataset: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray, dict, dict]:
     """Samples, the data, and the training and test images compared (seeded random samples)."""
     from gae.config import run_dir
     from gae.data.prepare import load_prepared
 
-    settings = cfg["evaluation"].get("diagnostics", {})
-    samples = take_first(load_samples(cfg, run), settings.get("n_samples"), "sample")
+    settings = cfg.evaluation.diagnostics
+    samples = take_first(load_samples(cfg, run), settings.n_samples, "sample")
     data = load_prepared(cfg, dataset)
     width = data["x_train"].shape[1]
     check_sample_width(samples, dataset, width, run_dir(cfg, run) / SAMPLES_FILE, run)
-    n_train = settings.get("n_train")
+    n_train = settings.n_train
     train, _, train_rows = eval_rows(cfg, data, "train", n_train, "evaluation.diagnostics.n_train")
-    n_test = cfg["evaluation"].get("parzen", {}).get("n_test")
+    n_test = cfg.evaluation.parzen.n_test
     x_test, _, test_rows = eval_rows(cfg, data, "test", n_test, "evaluation.parzen.n_test")
     return samples, data, train, x_test, train_rows, test_rows
 
 
-def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
+def diagnose_run(cfg: Config, run: str) -> Path:
     """``gae diagnose RUN``: results/runs/{run}/diagnostics.json and nearest_neighbours.png."""
     from gae.config import run_dir, run_spec
     from gae.io import atomic_write_json
 
     spec = run_spec(cfg, run)
     samples, data, train, x_test, train_rows, test_rows = _diagnose_inputs(cfg, run, spec.dataset)
-    chunk = int(cfg["evaluation"].get("parzen", {}).get("chunk_size", 2000))
+    chunk = int(cfg.evaluation.parzen.chunk_size)
     device = resolve_device(cfg)
     sample_dist, sample_index = nearest_neighbours(
         samples, train, chunk, device, True, "samples -> train"
@@ -246,13 +247,13 @@ def diagnose_run(cfg: dict[str, Any], run: str) -> Path:
         "test_images": test_rows,
         **memorisation_summary(sample_dist, test_dist),
     }
-    n_base = int(cfg["evaluation"].get("diagnostics", {}).get("n_samples") or len(samples))
+    n_base = int(cfg.evaluation.diagnostics.n_samples or len(samples))
     result["parzen"] = _parzen_rows(cfg, run, data, x_test, n_base)
     shape = image_shape(spec.dataset, samples.shape[1])
     out_dir = run_dir(cfg, run)
     figure = plot_nearest_neighbours(
         samples, train, sample_index, sample_dist, shape, out_dir / "nearest_neighbours.png",
-        seed=int(cfg.get("seed", 0)),
+        seed=int(cfg.seed),
     )
     result["figure"] = figure.name
     out = out_dir / "diagnostics.json"

@@ -49,6 +49,7 @@ from gae.ops import (
 
 # per-image estimates beside loglik.json (gae.tables pairs runs image by image)
 from gae.paths import MODEL_FILE, PER_IMAGE_FILE
+from gae.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def _without_indices(subset: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _data_variant(cfg: dict[str, Any], dataset: str) -> str | None:
+def _data_variant(cfg: Config, dataset: str) -> str | None:
     """The prepared data's variant (e.g. ``larochelle-amat``, ``bernoulli-seed0``) from its JSON."""
     from gae.config import prepared_path
     from gae.io import read_json
@@ -357,7 +358,7 @@ def _save_per_image(
     )
 
 
-def loglik_run(cfg: dict[str, Any], run: str) -> Path:
+def loglik_run(cfg: Config, run: str) -> Path:
     """``gae loglik RUN``: results/runs/{run}/loglik.json and its per-image loglik_images.npz."""
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
@@ -365,30 +366,31 @@ def loglik_run(cfg: dict[str, Any], run: str) -> Path:
     from gae.run_model import load_run_model
 
     spec = run_spec(cfg, run)
-    settings = cfg["evaluation"].get("loglik", {})
+    settings = cfg.evaluation.loglik
     device = resolve_device(cfg)
     model_path = require_file(run_dir(cfg, run) / MODEL_FILE, f"gae train {run}")
     model = load_run_model(cfg, run, model_path, device=str(device))
     data = load_prepared(cfg, spec.dataset)
-    n_test = settings.get("n_test")
-    x_test, test_index, subset = eval_rows(cfg, data, "test", n_test, "evaluation.loglik.n_test")
+    x_test, test_index, subset = eval_rows(
+        cfg, data, "test", settings.n_test, "evaluation.loglik.n_test"
+    )
     x = torch.as_tensor(x_test, dtype=torch.float32, device=device)
-    chunk = int(settings.get("chunk_size", 4096))
-    seed = int(cfg.get("seed", 0))
-    k = settings.get("prior_components")  # concerns exemplar-mixture (GAE) priors only
+    chunk = int(settings.chunk_size)
+    seed = int(cfg.seed)
+    k = settings.prior_components  # concerns exemplar-mixture (GAE) priors only
     mixture = hasattr(model.prior, "n_components")
     k = _truncation(model, int(k)) if mixture and k is not None else None
     imp = importance_log_likelihood(
         model,
         x,
-        int(settings.get("n_importance", 5000)),
+        int(settings.n_importance),
         chunk,
         seed,
         progress=True,
         prior_components=k,
         image_ids=test_index,
     )
-    pri = prior_log_likelihood(model, x, int(settings.get("n_prior", 5000)), chunk, seed + 1, True)
+    pri = prior_log_likelihood(model, x, int(settings.n_prior), chunk, seed + 1, True)
     result = {
         "run": run,
         "dataset": spec.dataset,

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from gae.evaluation import eval_rows, mean_sem, require_file, resolve_device
 from gae.ops import LOG_2PI
 from gae.paths import SAMPLES_FILE
+from gae.settings import Config, ParzenSettings
 
 log = logging.getLogger(__name__)
 
@@ -243,14 +244,13 @@ def parzen_evaluate(
     )
 
 
-def grid_from_config(settings: dict[str, Any]) -> np.ndarray:
-    spec = settings.get("sigma_grid", {})
-    if isinstance(spec, list):
-        return np.asarray(spec, dtype=np.float64)
-    return sigma_grid(spec.get("log10_min", -1.0), spec.get("log10_max", 0.0), spec.get("num", 10))
+def grid_from_config(settings: ParzenSettings) -> np.ndarray:
+    """The sigma grid of ``evaluation.parzen.sigma_grid``."""
+    spec = settings.sigma_grid
+    return sigma_grid(spec.log10_min, spec.log10_max, spec.num)
 
 
-def load_samples(cfg: dict[str, Any], run: str) -> np.ndarray:
+def load_samples(cfg: Config, run: str) -> np.ndarray:
     from gae.config import run_dir
 
     path = require_file(run_dir(cfg, run) / SAMPLES_FILE, f"gae sample {run}")
@@ -285,42 +285,40 @@ def raise_bad(path: Path, run: str, why: object) -> None:
 
 
 def parzen_from_config(
-    cfg: dict[str, Any], samples: np.ndarray, x_valid: np.ndarray, x_test: np.ndarray
+    cfg: Config, samples: np.ndarray, x_valid: np.ndarray, x_test: np.ndarray
 ) -> ParzenResult:
     """``parzen_evaluate`` with the sigma grid, refinement, chunks and device of ``cfg``: the one
     protocol both `gae parzen` and the diagnostics' real-image baseline follow."""
-    settings = cfg["evaluation"].get("parzen", {})
+    settings = cfg.evaluation.parzen
     return parzen_evaluate(
         samples,
         x_valid,
         x_test,
         grid_from_config(settings),
-        refine=int(settings.get("refine", 10)),
-        chunk_size=int(settings.get("chunk_size", 2000)),
+        refine=int(settings.refine),
+        chunk_size=int(settings.chunk_size),
         device=resolve_device(cfg),
         progress=True,
     )
 
 
-def parzen_run(cfg: dict[str, Any], run: str) -> Path:
+def parzen_run(cfg: Config, run: str) -> Path:
     """``gae parzen RUN``: results/runs/{run}/parzen.json."""
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
     from gae.io import atomic_write_json
 
     spec = run_spec(cfg, run)
-    settings = cfg["evaluation"].get("parzen", {})
+    settings = cfg.evaluation.parzen
     samples = load_samples(cfg, run)
     data = load_prepared(cfg, spec.dataset)
     check_sample_width(
         samples, spec.dataset, data["x_test"].shape[1], run_dir(cfg, run) / SAMPLES_FILE, run
     )
     x_valid, _, valid_rows = eval_rows(
-        cfg, data, "valid", settings.get("n_valid", 1000), "evaluation.parzen.n_valid"
+        cfg, data, "valid", settings.n_valid, "evaluation.parzen.n_valid"
     )
-    x_test, _, test_rows = eval_rows(
-        cfg, data, "test", settings.get("n_test"), "evaluation.parzen.n_test"
-    )
+    x_test, _, test_rows = eval_rows(cfg, data, "test", settings.n_test, "evaluation.parzen.n_test")
     result = parzen_from_config(cfg, samples, x_valid, x_test)
     out = run_dir(cfg, run) / "parzen.json"
     images = {"valid_images": valid_rows, "test_images": test_rows}

@@ -12,7 +12,14 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from gae.config import load_config, load_yaml, parse_run_name, prepared_path, results_dir
+from gae.config import (
+    evaluate_lists,
+    load_config,
+    load_yaml,
+    parse_run_name,
+    prepared_path,
+    results_dir,
+)
 from gae.errors import GaeError
 from gae.paths import (
     DIAGNOSTICS_FILE,
@@ -85,10 +92,11 @@ def _effective_config(config):
         base = load_yaml(PARAMS_FILE)
     except GaeError as exc:
         raise WorkflowError(f"invalid configuration: {exc}") from None
+    merged = cfg.to_dict()
     for key in FIXED_KEYS:
-        if cfg[key] != base[key]:
+        if merged[key] != base[key]:
             raise WorkflowError(
-                f"the overlays {cfg['overlays']} change '{key}'; presets must keep "
+                f"the overlays {list(cfg.overlays)} change '{key}'; presets must keep "
                 f"{PARAMS_FILE}'s '{key}' (dvc.yaml's foreach stages read it from there). "
                 f"Remove '{key}' from the overlay"
             )
@@ -99,12 +107,14 @@ def _effective_config(config):
 # is parsed: a bad value fails before any job, with the file that set it.
 CFG, EXTRA_OVERLAYS = _effective_config(config)
 
-RUNS = list(CFG["runs"])
-EVALUATE = {key: list(CFG["evaluate"].get(key, [])) for key in ("parzen", "loglik", "diagnostics", "latent")}
+# CFG is the typed gae.settings.Config; CFG_DICT its plain dict, for the rules' JSON params
+CFG_DICT = CFG.to_dict()
+RUNS = list(CFG.runs)
+EVALUATE = evaluate_lists(CFG)
 DATASETS = sorted({parse_run_name(run).dataset for run in RUNS})
 RUNS_DIR = str(results_dir(CFG) / "runs")
 # Training jobs use train.num_threads torch threads (null: every core Snakemake is given).
-TRAIN_THREADS = CFG["train"].get("num_threads") or workflow.cores or 1
+TRAIN_THREADS = CFG.train.num_threads or workflow.cores or 1
 
 
 wildcard_constraints:
@@ -157,9 +167,9 @@ def dataset_of(wildcards):
 
 
 def _lookup(key):
-    value = CFG
+    value = CFG_DICT
     for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+        value = value[part]  # a misspelt key fails while the workflow parses
     return value
 
 
@@ -176,7 +186,7 @@ def settings(*keys, exclude=()):
         for key in keys:
             if key == "models" and hasattr(wildcards, "run"):
                 model = parse_run_name(wildcards.run).model
-                picked[f"models.{model}"] = CFG["models"][model]
+                picked[f"models.{model}"] = CFG_DICT["models"][model]
                 continue
             value = _lookup(key)
             if isinstance(value, dict):

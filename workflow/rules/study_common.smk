@@ -51,7 +51,7 @@ def study_threads(wildcards):
     """train.num_threads of the row's configuration (null: the cores Snakemake was given)."""
     row = STUDY[wildcards.variant]
     cfg = row.config(int(wildcards.seed), Path(PARAMS_FILE))
-    return cfg["train"].get("num_threads") or workflow.cores or 1
+    return cfg.train.num_threads or workflow.cores or 1
 
 
 def study_tables():
