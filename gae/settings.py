@@ -37,7 +37,8 @@ class Paths:
 
 @dataclass(frozen=True)
 class FreySplit:
-    """Frey faces have no official split: a fixed seeded permutation."""
+    """Frey faces have no official split: a fixed seeded permutation of all 1,965 images, then
+    ``valid`` and ``test`` images held out."""
 
     seed: int
     valid: int

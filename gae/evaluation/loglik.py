@@ -258,13 +258,9 @@ def pairwise_decoder_log_prob(
 
 @torch.no_grad()
 def prior_log_likelihood(
-    model: GenerativeModelLike,
-    x: torch.Tensor,
-    n_samples: int,
-    chunk_size: int = 4096,
-    seed: int = 0,
-    progress: bool = False,
-) -> LoglikEstimate:
+    model: GenerativeModelLike, x: torch.Tensor, n_samples: int, *, chunk_size: int = 4096,
+    seed: int = 0, progress: bool = False,
+) -> LoglikEstimate:  # fmt: skip
     """Estimator (b), the slides': one shared set of S prior draws, logmeanexp log p(x|z_s)."""
     n = x.shape[0]
     generator = torch.Generator().manual_seed(int(seed))
@@ -390,7 +386,9 @@ def loglik_run(cfg: Config, run: str) -> Path:
         prior_components=k,
         image_ids=test_index,
     )
-    pri = prior_log_likelihood(model, x, int(settings.n_prior), chunk, seed + 1, True)
+    pri = prior_log_likelihood(
+        model, x, int(settings.n_prior), chunk_size=chunk, seed=seed + 1, progress=True
+    )
     result = {
         "run": run,
         "dataset": spec.dataset,
