@@ -4,7 +4,8 @@ VENV   ?= .venv
 PRESET ?= quick
 CORES  ?= 2
 MIRROR ?= ../shared/data
-# pytest-xdist workers for `make test` (most tests use one thread: two fit two cores)
+# pytest-xdist workers for `make test` (most tests use one thread: two fit two cores); each test
+# module stays on one worker (--dist loadscope), so a module's shared pipeline run is made once
 WORKERS ?= 2
 BIN     = $(VENV)/bin
 
@@ -23,7 +24,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 test: venv lint
-	$(BIN)/pytest -n $(WORKERS) --durations=15
+	$(BIN)/pytest -n $(WORKERS) --dist loadscope --durations=15
 
 # The main job: the whole pipeline (Snakemake) on the chosen preset, then DVC records it.
 # PRESET=quick (default: recognisable samples and meaningful tables in ~15 min on 2 cores)

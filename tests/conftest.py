@@ -84,3 +84,11 @@ def prepared_cfg_tmp(prepared_cfg: Any, tmp_path: Path) -> Any:
     from gae.config import updated
 
     return updated(prepared_cfg, {"paths": {"results": str(tmp_path / "results")}})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `slow` tests (whole pipelines, minutes each) first: with two pytest-xdist workers
+    (`make test`, modules kept whole) one worker starts on them while the other runs the many
+    short tests, instead of one idling at the end while the last pipeline finishes. The order
+    is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
