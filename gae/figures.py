@@ -30,6 +30,7 @@ from gae.paths import (  # noqa: F401
     figure_inputs,
     figure_paths,
     figures_dir,
+    require_output,
     sample_grid_plan,
 )
 from gae.paths import latent_runs as _latent_runs
@@ -44,12 +45,6 @@ N_LATENT = 1000  # z samples in the latent density (the slides' figure)
 
 def _kind(cfg: Config, spec: RunSpec) -> str:
     return cfg.models[spec.model].kind
-
-
-def _require(path: Path, command: str) -> Path:
-    if not path.is_file():
-        raise GaeError(f"{path} is missing; it is produced by `{command}` (or run `make run`)")
-    return path
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -102,7 +97,7 @@ def sample_grid_figure(cfg: Config, dataset: str, path: Path) -> Path:
             if run is None:
                 ax.set_axis_off()
                 continue
-            samples = np.load(_require(run_dir(cfg, run) / SAMPLES_FILE, f"gae sample {run}"))
+            samples = np.load(require_output(run_dir(cfg, run) / SAMPLES_FILE, f"gae sample {run}"))
             if samples.ndim != 2 or samples.shape[1] != shape[0] * shape[1]:
                 raise GaeError(
                     f"{run_dir(cfg, run) / 'samples.npy'} has shape {samples.shape}, expected "
@@ -121,7 +116,7 @@ def _load_model(cfg: Config, run: str) -> Any:
     """The run's model.pt, checked to belong to the run (gae.run_model)."""
     from gae.run_model import load_run_model
 
-    path = _require(run_dir(cfg, run) / MODEL_FILE, f"gae train {run}")
+    path = require_output(run_dir(cfg, run) / MODEL_FILE, f"gae train {run}")
     return load_run_model(cfg, run, path, device="cpu")
 
 
@@ -179,7 +174,7 @@ def latent_scatter_figure(cfg: Config, path: Path) -> Path:
     for ax, spec in zip(axes[0], specs, strict=True):
         _check_2d(spec)
         model = _load_model(cfg, spec.name)
-        _require(prepared_path(cfg, spec.dataset), f"gae prepare {spec.dataset}")
+        require_output(prepared_path(cfg, spec.dataset), f"gae prepare {spec.dataset}")
         data = load_prepared(cfg, spec.dataset)
         x = torch.as_tensor(np.asarray(data["x_test"], dtype=np.float32))
         labels = data.get("y_test")
@@ -214,7 +209,7 @@ def training_curves_figure(cfg: Config, dataset: str, path: Path) -> Path:
     runs = [r for r in cfg.runs if parse_run_name(r).dataset == dataset]
     frames = []
     for run in runs:
-        log_path = _require(run_dir(cfg, run) / TRAIN_LOG_FILE, f"gae train {run}")
+        log_path = require_output(run_dir(cfg, run) / TRAIN_LOG_FILE, f"gae train {run}")
         frame = pd.read_csv(log_path)
         missing = {"epoch", "train_objective", "valid_objective"} - set(frame.columns)
         if missing:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from gae.config import RunSpec, parse_run_name, prepared_path, results_dir, run_dir
+from gae.errors import GaeError
 from gae.settings import Config
 
 # per-run artifacts, under results/runs/{run}/
@@ -25,6 +26,16 @@ PER_IMAGE_FILE = "loglik_images.npz"  # the per-image estimates behind loglik.js
 DIAGNOSTICS_FILE = "diagnostics.json"
 NEIGHBOURS_FIGURE = "nearest_neighbours.png"
 CHECKPOINT_FILE = "checkpoint.pt"  # the training state `gae train` resumes from
+
+
+
+def require_output(path: Path, command: str) -> Path:
+    """``path``, or one GaeError naming the step that makes it: the figures, tables and report
+    read other steps' outputs, and a missing one should say which command to run."""
+    if not path.is_file():
+        raise GaeError(f"{path} is missing; it is produced by `{command}` (or run `make run`)")
+    return path
+
 
 TABLE1 = "table1_parzen"
 TABLE2 = "table2_loglik"

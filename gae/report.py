@@ -13,7 +13,6 @@ from typing import Any
 
 from gae import __version__
 from gae.config import run_dir
-from gae.errors import GaeError
 from gae.io import atomic_write_text, read_json
 from gae.paths import (  # noqa: F401 (report_inputs, FIGURE_CAPTIONS: their home is gae.paths)
     DIAGNOSTICS_FILE,
@@ -27,6 +26,7 @@ from gae.paths import (  # noqa: F401 (report_inputs, FIGURE_CAPTIONS: their hom
     figure_paths,
     report_inputs,
     report_path,
+    require_output,
     tables_dir,
 )
 from gae.settings import Config
@@ -51,12 +51,6 @@ DIAGNOSTIC_KEYS = (
 
 def _diagnostics_runs(cfg: Config) -> list[str]:
     return list(cfg.evaluate.diagnostics)
-
-
-def _require(path: Path, command: str) -> Path:
-    if not path.is_file():
-        raise GaeError(f"{path} is missing; it is produced by `{command}` (or run `make run`)")
-    return path
 
 
 def _link(path: Path, report: Path) -> str:
@@ -128,7 +122,7 @@ def _table_lines(cfg: Config) -> list[str]:
     LaTeX versions (relative to the report, which sits above ``tables/``)."""
     lines: list[str] = []
     for title, name in ((TABLE_TITLES[TABLE1], TABLE1), (TABLE_TITLES[TABLE2], TABLE2)):
-        table_md = _require(tables_dir(cfg) / f"{name}.md", "gae tables").read_text()
+        table_md = require_output(tables_dir(cfg) / f"{name}.md", "gae tables").read_text()
         lines += [
             "",
             f"## {title}",
@@ -146,7 +140,7 @@ def _figure_lines(cfg: Config, report: Path) -> list[str]:
     and with its caption; per-data-set figures name their data set."""
     lines = ["", "## Figures"]
     for figure in figure_paths(cfg):
-        _require(figure, "gae figures")
+        require_output(figure, "gae figures")
         heading = figure.stem.replace("_", " ")
         lines += [
             "",
@@ -196,11 +190,12 @@ def _diagnostics_lines(cfg: Config, report: Path) -> list[str]:
     ]
     rows = {}
     for run in runs:
-        diag = read_json(_require(run_dir(cfg, run) / DIAGNOSTICS_FILE, f"gae diagnose {run}"))
+        diag_file = run_dir(cfg, run) / DIAGNOSTICS_FILE
+        diag = read_json(require_output(diag_file, f"gae diagnose {run}"))
         rows[run] = _flat_scalars(diag)
     lines += _diagnostics_table(runs, rows)
     for run in runs:
-        figure = _require(run_dir(cfg, run) / NEIGHBOURS_FIGURE, f"gae diagnose {run}")
+        figure = require_output(run_dir(cfg, run) / NEIGHBOURS_FIGURE, f"gae diagnose {run}")
         lines += ["", f"### {run}", "", f"![{run} nearest neighbours]({_link(figure, report)})"]
     return lines
 

@@ -28,6 +28,7 @@ from gae.paths import (  # noqa: F401 (table_inputs, table_paths: the layout's h
     PER_IMAGE_FILE,
     TABLE1,
     TABLE2,
+    require_output,
     table_inputs,
     table_paths,
     tables_dir,
@@ -118,10 +119,8 @@ def _loglik_runs(cfg: Config) -> list[str]:
     return list(cfg.evaluate.loglik)
 
 
-def _require(path: Path, command: str) -> Any:
-    if not path.is_file():
-        raise GaeError(f"{path} is missing; it is produced by `{command}` (or run `make run`)")
-    return read_json(path)
+def _read_output(path: Path, command: str) -> Any:
+    return read_json(require_output(path, command))
 
 
 # ---- one table, three formats ----------------------------------------------------------------
@@ -230,7 +229,7 @@ def _model_label(cfg: Config, model: str, depth: int, latent_dim: int) -> str:
 
 def _data_note(cfg: Config, dataset: str) -> str:
     """One sentence on what ``data/prepared/{dataset}.json`` says the data are."""
-    meta = _require(prepared_path(cfg, dataset, "json"), f"gae prepare {dataset}")
+    meta = _read_output(prepared_path(cfg, dataset, "json"), f"gae prepare {dataset}")
     variant = meta.get("variant", "unknown variant")
     splits = meta.get("splits") or {}
     split_text = "/".join(str(splits.get(s, "?")) for s in ("train", "valid", "test"))
@@ -264,7 +263,7 @@ def _parzen_results(cfg: Config) -> ParzenCells:
     results: ParzenCells = {}
     for run in _parzen_runs(cfg):
         spec = parse_run_name(run)
-        metrics = _require(run_dir(cfg, run) / PARZEN_FILE, f"gae parzen {run}")
+        metrics = _read_output(run_dir(cfg, run) / PARZEN_FILE, f"gae parzen {run}")
         column = "mnist" if spec.dataset == "mnist" else "faces" if spec.dataset in FACES else None
         if column is None:
             log.warning("table 1 has no column for %s (data set %s); skipped", run, spec.dataset)
@@ -438,7 +437,7 @@ def _loglik_entries(cfg: Config) -> tuple[list[LoglikEntry], dict[tuple, str]]:
     entries: list[LoglikEntry] = []
     for run in _loglik_runs(cfg):
         spec = parse_run_name(run)
-        metrics = _require(run_dir(cfg, run) / LOGLIK_FILE, f"gae loglik {run}")
+        metrics = _read_output(run_dir(cfg, run) / LOGLIK_FILE, f"gae loglik {run}")
         kind = cfg.models[spec.model].kind
         entries.append((kind != "vae", spec.model, spec.depth, spec.latent_dim, spec, metrics))
     entries.sort(key=lambda e: e[:4])

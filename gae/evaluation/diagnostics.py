@@ -30,7 +30,7 @@ from tqdm import tqdm
 from gae.data.sources import IMAGE_SHAPES
 from gae.evaluation import eval_rows, resolve_device, take_first
 from gae.evaluation.parzen import check_sample_width, load_samples, parzen_from_config
-from gae.paths import SAMPLES_FILE
+from gae.paths import PARZEN_FILE, SAMPLES_FILE
 from gae.settings import Config
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def _parzen_rows(
             "Parzen samples; same sigma protocol as gae parzen",
         }
     }
-    parzen_file = run_dir(cfg, run) / "parzen.json"
+    parzen_file = run_dir(cfg, run) / PARZEN_FILE
     if parzen_file.is_file():
         own = read_json(parzen_file)
         rows["model_samples"] = {

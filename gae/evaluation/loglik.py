@@ -48,7 +48,7 @@ from gae.ops import (
 )
 
 # per-image estimates beside loglik.json (gae.tables pairs runs image by image)
-from gae.paths import MODEL_FILE, PER_IMAGE_FILE
+from gae.paths import LOGLIK_FILE, MODEL_FILE, PER_IMAGE_FILE
 from gae.settings import Config
 
 log = logging.getLogger(__name__)
@@ -399,7 +399,7 @@ def loglik_run(cfg: Config, run: str) -> Path:
         "units": "nats per image, mean test log p(x); sem = std(ddof=1)/sqrt(n_test)",
         "estimators": _estimators(imp, pri, _prior_note(model, k), k),
     }
-    out = run_dir(cfg, run) / "loglik.json"
+    out = run_dir(cfg, run) / LOGLIK_FILE
     _save_per_image(run_dir(cfg, run) / PER_IMAGE_FILE, test_index, imp, pri)
     atomic_write_json(out, result)
     est = result["estimators"]

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from gae.evaluation import eval_rows, mean_sem, require_file, resolve_device
 from gae.ops import LOG_2PI
-from gae.paths import SAMPLES_FILE
+from gae.paths import PARZEN_FILE, SAMPLES_FILE
 from gae.settings import Config, ParzenSettings
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ def parzen_run(cfg: Config, run: str) -> Path:
     )
     x_test, _, test_rows = eval_rows(cfg, data, "test", settings.n_test, "evaluation.parzen.n_test")
     result = parzen_from_config(cfg, samples, x_valid, x_test)
-    out = run_dir(cfg, run) / "parzen.json"
+    out = run_dir(cfg, run) / PARZEN_FILE
     images = {"valid_images": valid_rows, "test_images": test_rows}
     atomic_write_json(out, {"run": run, "dataset": spec.dataset, **result.to_json(), **images})
     log.info(

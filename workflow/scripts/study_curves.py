@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gae.io import atomic_open  # noqa: E402
+from gae.paths import TRAIN_LOG_FILE  # noqa: E402
 from gae.study import STUDY_RECORD, STUDY_SHEET, StudyRow, load_study  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def draw(row: StudyRow, record: Path) -> plt.Figure:
     )
     for ax, run in zip(axes[0], row.runs, strict=True):
         for seed in row.seeds:
-            log = record / row.variant / f"seed{seed}" / run / "train_log.csv"
+            log = record / row.variant / f"seed{seed}" / run / TRAIN_LOG_FILE
             if log.is_file():
                 ax.plot(*validation_curve(log), marker="o", markersize=3, label=f"seed {seed}")
         ax.set_title(run, fontsize=8)

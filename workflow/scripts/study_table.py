@@ -23,6 +23,7 @@ import numpy as np
 
 from gae.config import parse_run_name
 from gae.io import atomic_write_text
+from gae.paths import LOGLIK_FILE, TRAIN_LOG_FILE
 from gae.study import (
     PER_IMAGE_RECORD,
     STUDY_RECORD,
@@ -88,10 +89,10 @@ def baseline_of(run: str, runs: tuple[str, ...]) -> str | None:
 
 def table_line(row: StudyRow, seed: int, run: str, record: Path) -> str:
     folder = record / row.variant / f"seed{seed}" / run
-    epochs = training_summary(folder / "train_log.csv")
-    if not (folder / "loglik.json").is_file():
+    epochs = training_summary(folder / TRAIN_LOG_FILE)
+    if not (folder / LOGLIK_FILE).is_file():
         return f"| {run} | {seed} | – | – | – | – | – | {epochs} |"
-    result = json.loads((folder / "loglik.json").read_text())
+    result = json.loads((folder / LOGLIK_FILE).read_text())
     imp = result["estimators"]["importance"]
     vae = baseline_of(run, row.runs)
     diff = paired(folder, record / row.variant / f"seed{seed}" / vae) if vae else "–"
