@@ -232,6 +232,22 @@ def _check_continuation(
         )
 
 
+def variant_arguments(description: str, argv: list[str] | None) -> Any:
+    """The command line the study's table and figure scripts share: VARIANT [--record DIR]
+    [--sheet FILE] [--out FILE]; ``args.row`` is the variant's row (None if the sheet has
+    none)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("variant")
+    parser.add_argument("--record", type=Path, default=STUDY_RECORD)
+    parser.add_argument("--sheet", type=Path, default=STUDY_SHEET)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.row = {row.variant: row for row in load_study(args.sheet)}.get(args.variant)
+    return args
+
+
 def study_jobs(rows: list[StudyRow]) -> list[tuple[StudyRow, int, str]]:
     """Every (row, seed, run) the study trains."""
     return [(row, seed, run) for row in rows for seed in row.seeds for run in row.runs]

@@ -11,7 +11,6 @@ what makes a paired difference of one seed worth reading.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from gae.io import atomic_open  # noqa: E402
 from gae.paths import TRAIN_LOG_FILE  # noqa: E402
-from gae.study import STUDY_RECORD, STUDY_SHEET, StudyRow, load_study  # noqa: E402
+from gae.study import StudyRow, variant_arguments  # noqa: E402
 
 
 def validation_curve(path: Path) -> tuple[list[int], list[float]]:
@@ -54,17 +53,12 @@ def draw(row: StudyRow, record: Path) -> plt.Figure:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("variant")
-    parser.add_argument("--record", type=Path, default=STUDY_RECORD)
-    parser.add_argument("--sheet", type=Path, default=STUDY_SHEET)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    rows = {row.variant: row for row in load_study(args.sheet)}
-    if args.variant not in rows:
-        print(f"study_curves: no variant {args.variant!r} in {args.sheet}", file=sys.stderr)
+    args = variant_arguments(__doc__.split("\n")[0], argv)
+    if args.row is None or args.out is None:
+        print(f"study_curves: no variant {args.variant!r} in {args.sheet}, or no --out",
+              file=sys.stderr)
         return 2
-    fig = draw(rows[args.variant], args.record)
+    fig = draw(args.row, args.record)
     with atomic_open(args.out) as handle:  # no metadata: the same record draws the same bytes
         fig.savefig(handle, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -12,7 +12,6 @@ latent size (same seed, same test images), and how training ended.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -26,11 +25,9 @@ from gae.io import atomic_write_text
 from gae.paths import LOGLIK_FILE, TRAIN_LOG_FILE
 from gae.study import (
     PER_IMAGE_RECORD,
-    STUDY_RECORD,
-    STUDY_SHEET,
     StudyRow,
-    load_study,
     read_per_image,
+    variant_arguments,
 )
 
 HEADER = (
@@ -121,17 +118,11 @@ def make_table(row: StudyRow, record: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variant")
-    parser.add_argument("--record", type=Path, default=STUDY_RECORD)
-    parser.add_argument("--sheet", type=Path, default=STUDY_SHEET)
-    parser.add_argument("--out", type=Path, default=None, help="default: print the table")
-    args = parser.parse_args(argv)
-    rows = {row.variant: row for row in load_study(args.sheet)}
-    if args.variant not in rows:
+    args = variant_arguments(__doc__.splitlines()[0], argv)  # --out absent: print the table
+    if args.row is None:
         print(f"study_table: no variant {args.variant!r} in {args.sheet}", file=sys.stderr)
         return 2
-    text = make_table(rows[args.variant], args.record)
+    text = make_table(args.row, args.record)
     if args.out is None:
         print(text, end="")
     else:
