@@ -83,5 +83,10 @@ def test_diagnose_run_flags_copied_samples(prepared_cfg_tmp):
     assert result["test_to_train"]["quantiles"]["q00"] > 0.0
     baseline = result["parzen"]["training_images"]
     assert baseline["n_samples"] == 120 and baseline["n_test"] == 100
+    # the real-image baseline is the training split's seeded random sample, recorded
+    n_base = baseline["images"]["n"]
+    expected = random_rows(len(data["x_train"]), n_base, cfg.data.subset_seed, "train")
+    assert baseline["images"]["indices"] == expected.tolist()
+    assert baseline["images"]["indices"] != list(range(n_base))  # not the split's head
     assert np.isfinite(baseline["mean"]) and baseline["sem"] > 0
     assert (run_dir(cfg, RUN) / "nearest_neighbours.png").stat().st_size > 1000

@@ -175,25 +175,25 @@ def plot_nearest_neighbours(
 def _parzen_rows(
     cfg: Config, run: str, data: dict[str, np.ndarray], x_test: np.ndarray, n: int
 ) -> dict[str, Any]:
-    """The Parzen score of ``n`` REAL training images (drawn without replacement, seeded) as
-    the "samples", sigma chosen as `gae parzen` does: the baseline a model's score is read
-    against; beside it the model's own parzen.json where it exists."""
+    """The Parzen score of ``n`` REAL training images as the "samples", sigma chosen as `gae
+    parzen` does: the baseline a model's score is read against; beside it the model's own
+    parzen.json where it exists. The images are the split's seeded random sample
+    (``eval_rows``, recorded with their rows), the same for every run of the data set."""
     from gae.config import run_dir
     from gae.io import read_json
 
     settings = cfg.evaluation.parzen
-    seed = int(cfg.seed)
-    n_base = min(n, len(data["x_train"]))
-    pick = np.sort(np.random.default_rng(seed).choice(len(data["x_train"]), n_base, replace=False))
+    x_base, _, base_rows = eval_rows(cfg, data, "train", n, "evaluation.diagnostics.n_samples")
     x_valid, _, _ = eval_rows(
         cfg, data, "valid", settings.n_valid, "evaluation.parzen.n_valid"
     )
-    baseline = parzen_from_config(cfg, data["x_train"][pick], x_valid, x_test)
+    baseline = parzen_from_config(cfg, x_base, x_valid, x_test)
     rows = {
         "training_images": {
             **{k: v for k, v in baseline.to_json().items() if k != "validation"},
-            "what": f"{n_base} training images drawn without replacement (seed {seed}) used as "
+            "what": f"{len(x_base)} training images (a seeded random sample, `images`) used as "
             "Parzen samples; same sigma protocol as gae parzen",
+            "images": base_rows,
         }
     }
     parzen_file = run_dir(cfg, run) / PARZEN_FILE
