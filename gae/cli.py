@@ -58,7 +58,7 @@ def _cmd_parzen(cfg: Config, args: argparse.Namespace) -> None:
 def _cmd_loglik(cfg: Config, args: argparse.Namespace) -> None:
     from gae.evaluation.loglik import loglik_run
 
-    loglik_run(cfg, args.run)
+    loglik_run(cfg, args.run, model_file=args.model)
 
 
 def _cmd_diagnose(cfg: Config, args: argparse.Namespace) -> None:
@@ -174,6 +174,13 @@ def _add_command_arguments(parsers: dict[str, argparse.ArgumentParser]) -> None:
         type=Path,
         help="continue another model.pt of this run (more epochs, another schedule): its "
         "weights, with a fresh optimizer, schedule and early stopping",
+    )
+    parsers["loglik"].add_argument(
+        "--model",
+        metavar="MODEL",
+        type=Path,
+        help="score this model.pt of the run instead of the run's own (its path and sha256 "
+        "go into loglik.json); a study row's `models_from` uses it",
     )
     parsers["config"].add_argument("--runs", action="store_true", help="list the run names only")
 

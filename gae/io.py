@@ -147,6 +147,17 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
         torch.save(obj, handle)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex): the identity of a model file a result was made from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:

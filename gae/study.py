@@ -19,6 +19,11 @@ Columns (tab-separated; ``-`` = empty):
   another schedule): each of its jobs starts from that row's model.pt of the same seed and run
   (``gae train --init-from``, an input edge of the rule, never a copy); its seeds and runs must
   be among that row's;
+- ``models_from``: ``-``, or an earlier row whose trained models this row scores again,
+  without training (another estimator, the whole test set): its configuration is that row's
+  plus its own ``set``, which may hold ``evaluation.*`` keys only (its ``overlays`` are ``-``);
+  each job reads that row's model.pt of the same seed and run (``gae loglik --model``, an input
+  edge); its seeds and runs must be among that row's;
 - ``description``: one line for the tables.
 
 Each row's effective configuration is built and validated here with ``gae.config.load_config``,
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import csv
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,12 @@ class StudyRow:
     evaluations: tuple[str, ...]
     description: str
     continues: str | None = None
+    models_from: str | None = None
+
+    @property
+    def trains(self) -> bool:
+        """False for a row that only scores an earlier row's models (``models_from``)."""
+        return self.models_from is None
 
     def folder(self, seed: int, root: Path = STUDY_RESULTS) -> Path:
         """Where this row's copy with ``seed`` writes: ``{root}/{variant}/seed{seed}``."""
@@ -92,6 +103,11 @@ class StudyRow:
         if self.continues is None:
             return None
         return root / self.continues / f"seed{seed}" / "runs" / run / MODEL_FILE
+
+    def model(self, seed: int, run: str, root: Path = STUDY_RESULTS) -> Path:
+        """The model.pt this row's evaluations score: its own, or ``models_from``'s."""
+        owner = self.models_from or self.variant
+        return root / owner / f"seed{seed}" / "runs" / run / MODEL_FILE
 
     def config(self, seed: int, params: Path, preset: bool = False) -> Config:
         """The effective configuration of this row's jobs with ``seed`` (validated); like the
@@ -124,6 +140,7 @@ def _parse_row(sheet: Path, line: int, raw: dict[str, str]) -> StudyRow:
         evaluations=_words(raw.get("evaluations")),
         description=(raw.get("description") or "").strip(),
         continues=(_words(raw.get("continues")) or (None,))[0],
+        models_from=(_words(raw.get("models_from")) or (None,))[0],
     )
     _check_row(sheet, line, row)
     return row
@@ -194,6 +211,8 @@ def load_study(
         if row.variant in seen:
             raise _row_error(sheet, line, row.variant, "variant names must be unique")
         _check_continuation(sheet, line, row, seen)
+        row = _scoring_row(sheet, line, row, seen)
+        rows[line - 2] = row
         seen[row.variant] = row
         if params is not None:
             for seed in row.seeds:
@@ -204,21 +223,24 @@ def load_study(
     return rows
 
 
-def _check_continuation(
-    sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow]
-) -> None:
-    """A continued row is an earlier one (so the edges form no cycle) that trained every seed
-    and run this row starts from."""
-    if row.continues is None:
-        return
-    source = earlier.get(row.continues)
+def _source_row(
+    sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow], column: str, why: str
+) -> StudyRow:
+    """The earlier row that ``column`` names (so the edges form no cycle), which trained every
+    seed and run this row reads."""
+    name = getattr(row, column)
+    source = earlier.get(name)
     if source is None:
         raise _row_error(
             sheet,
             line,
             row.variant,
-            f"continues {row.continues!r}, which is not a row above it "
+            f"{column} {name!r}, which is not a row above it "
             f"(rows above: {', '.join(earlier) or 'none'})",
+        )
+    if not source.trains:
+        raise _row_error(
+            sheet, line, row.variant, f"{column} {name!r}, a row that trains nothing itself"
         )
     missing_seeds = sorted(set(row.seeds) - set(source.seeds))
     missing_runs = [run for run in row.runs if run not in source.runs]
@@ -227,9 +249,48 @@ def _check_continuation(
             sheet,
             line,
             row.variant,
-            f"continues {row.continues!r}, which has no seeds {missing_seeds} / runs "
-            f"{missing_runs}; a continuation starts from that row's own models",
+            f"{column} {name!r}, which has no seeds {missing_seeds} / runs "
+            f"{missing_runs}; {why}",
         )
+    return source
+
+
+def _check_continuation(
+    sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow]
+) -> None:
+    if row.continues is not None:
+        why = "a continuation starts from that row's own models"
+        _source_row(sheet, line, row, earlier, "continues", why)
+
+
+def _scoring_row(
+    sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow]
+) -> StudyRow:
+    """A ``models_from`` row with its effective settings: the source's overlays and settings,
+    then its own ``evaluation.*`` settings (anything else would describe models it does not
+    train)."""
+    if row.models_from is None:
+        return row
+    if row.continues is not None or row.overlays:
+        raise _row_error(
+            sheet,
+            line,
+            row.variant,
+            "a models_from row trains nothing: its continues and overlays must be '-' (it "
+            "takes the overlays and settings of the row it scores)",
+        )
+    foreign = [text for text in row.sets if not text.startswith("evaluation.")]
+    if foreign:
+        raise _row_error(
+            sheet,
+            line,
+            row.variant,
+            f"set {foreign}: a models_from row may set evaluation.* keys only (its models "
+            "are another row's)",
+        )
+    why = "a models_from row scores that row's own models"
+    source = _source_row(sheet, line, row, earlier, "models_from", why)
+    return replace(row, overlays=source.overlays, sets=(*source.sets, *row.sets))
 
 
 def variant_arguments(description: str, argv: list[str] | None) -> Any:
@@ -249,7 +310,7 @@ def variant_arguments(description: str, argv: list[str] | None) -> Any:
 
 
 def study_jobs(rows: list[StudyRow]) -> list[tuple[StudyRow, int, str]]:
-    """Every (row, seed, run) the study trains."""
+    """Every (row, seed, run) of the study: trained, or scored (``models_from``)."""
     return [(row, seed, run) for row in rows for seed in row.seeds for run in row.runs]
 
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from gae.config import model_settings, parse_run_name, run_dir, run_spec
 from gae.errors import GaeError, StaleCheckpointError, TrainingError
-from gae.io import atomic_torch_save, atomic_write_text, folder_lock, make_folder
+from gae.io import atomic_torch_save, atomic_write_text, file_sha256, folder_lock, make_folder
 from gae.models import (
     GenerativeModel,
     architecture_from_config,
@@ -473,7 +473,7 @@ def _normalise_gradients(model: torch.nn.Module) -> None:
 def _file_sha256(path: Path, run: str) -> str:
     if not path.is_file():
         raise GaeError(f"run {run}: --init-from {path} does not exist; train that run first")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def _fingerprint(parts: dict[str, Any]) -> str:

@@ -267,3 +267,36 @@ def test_loglik_run_writes_json(prepared_cfg_tmp):
     bound = json.loads(loglik_run(cfg, RUN).read_text())["estimators"]["importance"]
     assert bound["prior_components"] == 20 and "LOWER BOUND" in bound["log_prior"]
     assert bound["mean"] <= imp["mean"]
+
+
+def test_loglik_run_scores_another_model_file_and_records_it(prepared_cfg_tmp, tmp_path):
+    """``gae loglik RUN --model FILE`` (a study row's models_from): that file's model is
+    scored and its path and sha256 are recorded; a missing file is named."""
+    import hashlib
+    import shutil
+
+    from gae.config import run_dir, updated
+    from gae.data.prepare import load_prepared
+    from gae.models import architecture_from_config, build_model, save_model
+
+    loglik = {"n_importance": 8, "n_prior": 8, "n_test": 20, "chunk_size": 40}
+    small = {"evaluation": {"loglik": loglik}, "model": {"hidden_units": 16}}
+    cfg = updated(prepared_cfg_tmp, small)
+    data = load_prepared(cfg, "bmnist")
+    arch = architecture_from_config(cfg, "bmnist", 1, 50, data["x_train"].shape[1])
+    torch.manual_seed(0)
+    model = build_model("gae", arch, {"run": RUN})
+    model.set_exemplar_prior(torch.from_numpy(data["x_train"][:100]))
+    elsewhere = tmp_path / "elsewhere" / "model.pt"
+    save_model(model, elsewhere)
+    with pytest.raises(GaeError, match="nope.pt"):
+        loglik_run(cfg, RUN, model_file=tmp_path / "nope.pt")
+    result = json.loads(loglik_run(cfg, RUN, model_file=elsewhere).read_text())
+    digest = hashlib.sha256(elsewhere.read_bytes()).hexdigest()
+    assert result["model"] == {"path": str(elsewhere), "sha256": digest}
+    assert not (run_dir(cfg, RUN) / "model.pt").exists()  # the run's own file was not needed
+    # the same model as the run's own file gives the same numbers
+    shutil.copy(elsewhere, run_dir(cfg, RUN) / "model.pt")
+    own = json.loads(loglik_run(cfg, RUN).read_text())
+    assert "model" not in own
+    assert own["estimators"] == result["estimators"]

@@ -26,7 +26,9 @@ from gae.study import (
 )
 from tests.conftest import REPO_ROOT
 
-HEADER = "variant\toverlays\tset\truns\tseeds\tevaluations\tcontinues\tdescription\n"
+HEADER = (
+    "variant\toverlays\tset\truns\tseeds\tevaluations\tcontinues\tmodels_from\tdescription\n"
+)
 
 
 def _script(name: str = "study_table"):
@@ -66,14 +68,17 @@ def test_the_project_sheet_is_valid_with_every_row_configured(tmp_path, monkeypa
 @pytest.mark.parametrize(
     "row,message",
     [
-        ("bad_Name\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "variant"),
-        ("v\t-\t-\tbmnist-vae-L9-z50\t1\tloglik\t-\tx", "depth"),
-        ("v\tconfig/nope.yaml\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "config/nope.yaml"),
-        ("v\t-\tseed=3\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "may not set seed"),
-        ("v\t-\tdata.bmnist_source=bernoulli\tbmnist-vae-L1-z50\t1\tloglik\t-\tx", "data/prepared"),
-        ("v\t-\t-\tbmnist-vae-L1-z50\t1 x\tloglik\t-\tx", "seeds"),
-        ("v\t-\t-\tbmnist-vae-L1-z50\t1\tparzen\t-\tx", "unknown evaluations"),
-        ("v\t-\tmodels.gae.n_candiates=64\tbmnist-gae-L1-z50\t1\tloglik\t-\tx", "n_candidates"),
+        ("bad_Name\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\t-\tx", "variant"),
+        ("v\t-\t-\tbmnist-vae-L9-z50\t1\tloglik\t-\t-\tx", "depth"),
+        ("v\tconfig/nope.yaml\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\t-\tx", "config/nope.yaml"),
+        ("v\t-\tseed=3\tbmnist-vae-L1-z50\t1\tloglik\t-\t-\tx", "may not set seed"),
+        (
+            "v\t-\tdata.bmnist_source=bernoulli\tbmnist-vae-L1-z50\t1\tloglik\t-\t-\tx",
+            "data/prepared",
+        ),
+        ("v\t-\t-\tbmnist-vae-L1-z50\t1 x\tloglik\t-\t-\tx", "seeds"),
+        ("v\t-\t-\tbmnist-vae-L1-z50\t1\tparzen\t-\t-\tx", "unknown evaluations"),
+        ("v\t-\tmodels.gae.n_candiates=64\tbmnist-gae-L1-z50\t1\tloglik\t-\t-\tx", "n_candidates"),
     ],
 )
 def test_a_bad_row_is_refused_naming_the_sheet_and_line(tmp_path, monkeypatch, row, message):
@@ -87,16 +92,16 @@ def test_a_bad_row_is_refused_naming_the_sheet_and_line(tmp_path, monkeypatch, r
 @pytest.mark.parametrize(
     "second,message",
     [
-        ("w\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\tnope\tx", "not a row above it"),
-        ("w\t-\t-\tbmnist-vae-L1-z50\t1 2\tloglik\tv\tx", "no seeds \\[2\\]"),
-        ("w\t-\t-\tbmnist-vae-L2-z50\t1\tloglik\tv\tx", "bmnist-vae-L2-z50"),
+        ("w\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\tnope\t-\tx", "not a row above it"),
+        ("w\t-\t-\tbmnist-vae-L1-z50\t1 2\tloglik\tv\t-\tx", "no seeds \\[2\\]"),
+        ("w\t-\t-\tbmnist-vae-L2-z50\t1\tloglik\tv\t-\tx", "bmnist-vae-L2-z50"),
     ],
 )
 def test_a_continuation_must_continue_an_earlier_row_with_its_seeds_and_runs(
     tmp_path, monkeypatch, second, message
 ):
     monkeypatch.chdir(REPO_ROOT)
-    first = "v\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tx"
+    first = "v\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\t-\tx"
     with pytest.raises(ConfigError, match=message) as info:
         load_study(_sheet(tmp_path, first, second), STUDY_SCHEMA)
     assert "line 3" in str(info.value)
@@ -106,8 +111,8 @@ def test_a_continuation_starts_from_the_continued_rows_model(tmp_path, monkeypat
     monkeypatch.chdir(REPO_ROOT)
     sheet = _sheet(
         tmp_path,
-        "v\t-\t-\tbmnist-vae-L1-z50 bmnist-gae-L1-z50\t1 2\tloglik\t-\tx",
-        "w\t-\ttrain.lr=1e-4\tbmnist-vae-L1-z50\t2\tloglik\tv\tx",
+        "v\t-\t-\tbmnist-vae-L1-z50 bmnist-gae-L1-z50\t1 2\tloglik\t-\t-\tx",
+        "w\t-\ttrain.lr=1e-4\tbmnist-vae-L1-z50\t2\tloglik\tv\t-\tx",
     )
     first, second = load_study(sheet, STUDY_SCHEMA)
     assert first.start_model(1, "bmnist-vae-L1-z50") is None
@@ -139,9 +144,77 @@ def _record_run(record: Path, variant: str, seed: int, run: str, values: np.ndar
     record_per_image(tmp_npz, folder / PER_IMAGE_RECORD)  # what the study_record_images rule does
 
 
+SOURCE = (
+    "v\tconfig/cpu.yaml\ttrain.lr=1e-4\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t1 2\tloglik\t-\t-\tx"
+)
+
+
+@pytest.mark.parametrize(
+    "second,message",
+    [
+        ("w\t-\tevaluation.loglik.n_test=null\tbmnist-vae-L1-z50\t1\tloglik\t-\tnope\tx",
+         "not a row above it"),
+        ("w\t-\t-\tbmnist-vae-L1-z50\t3\tloglik\t-\tv\tx", "no seeds \\[3\\]"),
+        ("w\t-\t-\tbmnist-vae-L2-z50\t1\tloglik\t-\tv\tx", "bmnist-vae-L2-z50"),
+        ("w\t-\ttrain.lr=1e-3\tbmnist-vae-L1-z50\t1\tloglik\t-\tv\tx", "evaluation.\\* keys"),
+        ("w\tconfig/cpu.yaml\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tv\tx", "overlays must be"),
+        ("w\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\tv\tv\tx", "continues and overlays"),
+    ],
+)
+def test_a_models_from_row_scores_an_earlier_rows_models_and_sets_evaluation_only(
+    tmp_path, monkeypatch, second, message
+):
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_study(_sheet(tmp_path, SOURCE, second), STUDY_SCHEMA)
+    assert "line 3" in str(info.value)
+    third = "u\t-\t-\tbmnist-vae-L1-z50\t1\tloglik\t-\tw\tx"  # w scores; u cannot score w
+    ok = "w\t-\tevaluation.loglik.n_test=null\tbmnist-vae-L1-z50\t1\tloglik\t-\tv\tx"
+    with pytest.raises(ConfigError, match="trains nothing itself"):
+        load_study(_sheet(tmp_path, SOURCE, ok, third), STUDY_SCHEMA)
+
+
+def test_a_models_from_row_has_the_source_configuration_plus_its_evaluation(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(REPO_ROOT)
+    scoring = (
+        "w\t-\tevaluation.loglik.n_test=null evaluation.loglik.n_importance=1000"
+        "\tbmnist-vae-L1-z50\t2\tloglik\t-\tv\tx"
+    )
+    source, row = load_study(_sheet(tmp_path, SOURCE, scoring), STUDY_SCHEMA)
+    assert source.trains and not row.trains
+    assert row.overlays == ("config/cpu.yaml",) and row.sets[0] == "train.lr=1e-4"
+    params = REPO_ROOT / "params.yaml"
+    mine, theirs = row.config(2, params), source.config(2, params)
+    assert mine.evaluation.loglik.n_test is None and mine.evaluation.loglik.n_importance == 1000
+    assert (mine.train, mine.model, mine.models) == (theirs.train, theirs.model, theirs.models)
+    assert mine.paths.results == "results/study/w/seed2"  # its results are its own
+    run = "bmnist-vae-L1-z50"
+    assert row.model(2, run) == source.model(2, run) == Path(
+        f"results/study/v/seed2/runs/{run}/model.pt"
+    )
+    # the table reads how training ended from the trained row's record
+    record = tmp_path / "record"
+    _record_run(record, "v", 2, run, np.array([-92.0, -93.0]))
+    folder = record / "w" / "seed2" / run
+    folder.mkdir(parents=True)
+    loglik = json.loads((record / "v" / "seed2" / run / "loglik.json").read_text())
+    loglik["estimators"]["importance"]["prior_components"] = 200
+    (folder / "loglik.json").write_text(json.dumps(loglik))
+    (folder / PER_IMAGE_RECORD).write_bytes(
+        (record / "v" / "seed2" / run / PER_IMAGE_RECORD).read_bytes()
+    )
+    text = _script().make_table(row, record)
+    cells = "| 2 | larochelle-amat | 2 random (seed 0) | 200 | -92.50 ± 0.50 | – | 3 (2) |"
+    assert f"| {run} {cells}" in text
+    assert "the 200 mixture components nearest" in text and "Models: those of `v`" in text
+
+
 def test_the_table_pairs_each_model_with_the_vae_of_its_depth(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5\tloglik\t-\tA test.")
+    row_text = "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5\tloglik\t-\t-\tA test."
+    sheet = _sheet(tmp_path, row_text)
     (row,) = load_study(sheet, STUDY_SCHEMA)
     record = tmp_path / "record"
     gae = np.array([-90.0, -91.0, -95.0, -88.0])
@@ -159,7 +232,7 @@ def test_the_table_pairs_each_model_with_the_vae_of_its_depth(tmp_path, monkeypa
 
 def test_the_curves_draw_a_panel_per_run_and_a_line_per_recorded_seed(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5 6\tloglik\t-\tx")
+    sheet = _sheet(tmp_path, "v\t-\t-\tbmnist-gae-L1-z50 bmnist-vae-L1-z50\t5 6\tloglik\t-\t-\tx")
     record = tmp_path / "record"
     _record_run(record, "v", 5, "bmnist-gae-L1-z50", np.array([-90.0, -91.0]))
     _record_run(record, "v", 6, "bmnist-gae-L1-z50", np.array([-90.0, -91.0]))

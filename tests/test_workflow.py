@@ -457,3 +457,26 @@ def test_a_continued_study_row_trains_from_the_other_rows_models(workflow_copy: 
         assert start in job["input"].split(", ")
         seed = re.search(r"--set=seed=(\d+)", job["shell"])[1]
         assert f"/seed{seed}/" in start
+
+
+def test_a_models_from_row_scores_the_other_rows_models_without_training(
+    workflow_copy: Path,
+) -> None:
+    """config/study.tsv's `cpu-seeds-full-test` scores `cpu-seeds`' models again: its loglik
+    jobs read that row's model.pt (input and --model) and it trains nothing itself."""
+    jobs = dry_run_jobs(workflow_copy, "docs/study/tables/cpu-seeds-full-test.md")
+    trains = [job for job in jobs if job["rule"] == "study_train"]
+    assert len(trains) == 8 and all("results/study/cpu-seeds/" in j["shell"] for j in trains)
+    scored = [
+        job
+        for job in jobs
+        if job["rule"] == "study_loglik" and "results/study/cpu-seeds-full-test/" in job["shell"]
+    ]
+    assert len(scored) == 8
+    for job in scored:
+        model = re.search(r"--model=(\S+)", job["shell"])[1]
+        pattern = r"results/study/cpu-seeds/seed[23]/runs/bmnist-[a-z]+-L[12]-z50/model\.pt"
+        assert re.fullmatch(pattern, model) and model in job["input"].split(", ")
+        assert "--set=evaluation.loglik.n_test=null" in job["shell"]
+        assert "--config=config/cpu.yaml" in job["shell"]  # the scored row's overlays
+

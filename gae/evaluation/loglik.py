@@ -354,17 +354,22 @@ def _save_per_image(
     )
 
 
-def loglik_run(cfg: Config, run: str) -> Path:
-    """``gae loglik RUN``: results/runs/{run}/loglik.json and its per-image loglik_images.npz."""
+def loglik_run(cfg: Config, run: str, model_file: Path | None = None) -> Path:
+    """``gae loglik RUN``: results/runs/{run}/loglik.json and its per-image loglik_images.npz.
+
+    ``model_file`` (``--model``) scores another model.pt of this run, e.g. a study row that
+    re-scores an earlier row's models with another estimator; its path and sha256 are recorded.
+    """
     from gae.config import run_dir, run_spec
     from gae.data.prepare import load_prepared
-    from gae.io import atomic_write_json
+    from gae.io import atomic_write_json, file_sha256
     from gae.run_model import load_run_model
 
     spec = run_spec(cfg, run)
     settings = cfg.evaluation.loglik
     device = resolve_device(cfg)
-    model_path = require_file(run_dir(cfg, run) / MODEL_FILE, f"gae train {run}")
+    own_file = run_dir(cfg, run) / MODEL_FILE
+    model_path = require_file(model_file or own_file, f"gae train {run}")
     model = load_run_model(cfg, run, model_path, device=str(device))
     data = load_prepared(cfg, spec.dataset)
     x_test, test_index, subset = eval_rows(
@@ -399,6 +404,8 @@ def loglik_run(cfg: Config, run: str) -> Path:
         "units": "nats per image, mean test log p(x); sem = std(ddof=1)/sqrt(n_test)",
         "estimators": _estimators(imp, pri, _prior_note(model, k), k),
     }
+    if model_file is not None:
+        result["model"] = {"path": str(model_file), "sha256": file_sha256(model_file)}
     out = run_dir(cfg, run) / LOGLIK_FILE
     _save_per_image(run_dir(cfg, run) / PER_IMAGE_FILE, test_index, imp, pri)
     atomic_write_json(out, result)

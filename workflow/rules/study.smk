@@ -15,6 +15,8 @@
 # its `overlays` line (the preset `make run` wrote there), then the row's overlays and settings:
 # the sheet alone says what a variant is. A row that `continues` another (more epochs, another
 # schedule) starts each job from that row's model.pt of the same seed and run: an input edge.
+# A row with `models_from` trains nothing: it scores that row's models again (another
+# estimator, the whole test set), each loglik job reading that row's model.pt.
 include: "study_common.smk"
 
 
@@ -42,7 +44,7 @@ rule study_train:
 
 rule study_loglik:
     input:
-        model=f"{STUDY_RUN}/{MODEL_FILE}",
+        model=study_model,  # the row's own model.pt, or its `models_from` row's
         data=dataset_of,
         code=CODE["loglik"],
     output:

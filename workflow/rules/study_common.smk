@@ -36,6 +36,8 @@ def study_shell(command):
         start = study_start_model(wildcards)
         if command == "train" and start:
             args.append(f"--init-from={start[0]}")
+        if command == "loglik" and not row.trains:
+            args.append(f"--model={study_model(wildcards)}")
         return shlex.join([sys.executable, "-m", "gae", command, wildcards.run, *args])
 
     return shell_text
@@ -45,6 +47,11 @@ def study_start_model(wildcards):
     """[the continued row's model.pt of this seed and run], or [] for a row trained afresh."""
     start = STUDY[wildcards.variant].start_model(int(wildcards.seed), wildcards.run)
     return [] if start is None else [str(start)]
+
+
+def study_model(wildcards):
+    """The model.pt a study job scores: its row's own, or that of the row in `models_from`."""
+    return str(STUDY[wildcards.variant].model(int(wildcards.seed), wildcards.run))
 
 
 def study_threads(wildcards):
@@ -57,14 +64,15 @@ def study_threads(wildcards):
 def study_tables():
     """The `study` target (Snakefile): every variant's table and training curves."""
     return [f"{STUDY_TABLES}/{variant}.md" for variant in STUDY] + [
-        f"{STUDY_FIGURES}/{variant}.png" for variant in STUDY
+        f"{STUDY_FIGURES}/{variant}.png" for variant, row in STUDY.items() if row.trains
     ]
 
 
 def study_record_files(variant, with_loglik=True):
     row = STUDY[variant]
     scored = with_loglik and "loglik" in row.evaluations
-    names = [TRAIN_LOG_FILE] + ([LOGLIK_FILE, PER_IMAGE_RECORD] if scored else [])
+    names = [TRAIN_LOG_FILE] if row.trains else []  # a models_from row trains nothing
+    names += [LOGLIK_FILE, PER_IMAGE_RECORD] if scored else []
     return [
         f"{STUDY_RECORD}/{variant}/seed{seed}/{run}/{name}"
         for (_, seed, run) in study_jobs([row])

@@ -86,7 +86,8 @@ def baseline_of(run: str, runs: tuple[str, ...]) -> str | None:
 
 def table_line(row: StudyRow, seed: int, run: str, record: Path) -> str:
     folder = record / row.variant / f"seed{seed}" / run
-    epochs = training_summary(folder / TRAIN_LOG_FILE)
+    trained = record / (row.models_from or row.variant) / f"seed{seed}" / run  # models_from
+    epochs = training_summary(trained / TRAIN_LOG_FILE)
     if not (folder / LOGLIK_FILE).is_file():
         return f"| {run} | {seed} | – | – | – | – | – | {epochs} |"
     result = json.loads((folder / LOGLIK_FILE).read_text())
@@ -114,7 +115,32 @@ def make_table(row: StudyRow, record: Path) -> str:
         *HEADER,
     ]
     lines += [table_line(row, seed, run, record) for seed in row.seeds for run in row.runs]
+    bounds = sorted(prior_bounds(row, record))
+    if bounds:
+        lines += [
+            "",
+            f"GAE runs: log p(z) is the lower bound from the {', '.join(map(str, bounds))} "
+            "mixture components nearest each test image (`evaluation.loglik.prior_components`, "
+            "docs/evaluation.md), so their estimates can only be below the exact prior's.",
+        ]
+    if row.models_from:
+        lines += ["", f"Models: those of `{row.models_from}` (trained there), scored again."]
     return "\n".join(lines) + "\n"
+
+
+def prior_bounds(row: StudyRow, record: Path) -> set[int]:
+    """The K of every run scored with the K-nearest-component lower bound of log p(z)."""
+    found = set()
+    for seed in row.seeds:
+        for run in row.runs:
+            path = record / row.variant / f"seed{seed}" / run / LOGLIK_FILE
+            if path.is_file():
+                k = json.loads(path.read_text())["estimators"]["importance"].get(
+                    "prior_components"
+                )
+                if k is not None:
+                    found.add(int(k))
+    return found
 
 
 def main(argv: list[str]) -> int:
