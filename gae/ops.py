@@ -131,6 +131,15 @@ def subset_mixture_logpdf(
     )
 
 
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for an integer ``index`` of any shape: rows of ``table`` (n, ...) ->
+    (*index.shape, ...). The same values as advanced indexing, through ``index_select``, which
+    is 3-5x faster on the CPU for a training step's gathers (a minibatch of images, each
+    image's k cached neighbour codes; benchmarks/bench_training.py measures the steps)."""
+    rows = table.index_select(0, index.reshape(-1))
+    return rows.view(*index.shape, *table.shape[1:])
+
+
 def chunked_rows(
     fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_size: int
 ) -> torch.Tensor:

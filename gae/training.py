@@ -72,6 +72,7 @@ from gae.objectives import (
     vae_objective,
     vamp_objective,
 )
+from gae.ops import gather_rows
 from gae.paths import CHECKPOINT_FILE, MODEL_FILE, TRAIN_LOG_FILE
 from gae.schedules import make_scheduler, restore_scheduler, schedule_settings, step_scheduler
 from gae.settings import (
@@ -225,7 +226,11 @@ class ElboObjective(VariantObjective):
         self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator
     ) -> ObjectiveTerms:
         return self.elbo(
-            model, x_train[index], generator=generator, prior_weight=self.prior_weight, n_z=self.n_z
+            model,
+            gather_rows(x_train, index),
+            generator=generator,
+            prior_weight=self.prior_weight,
+            n_z=self.n_z,
         )
 
 
@@ -316,7 +321,7 @@ class GaeSampledObjective(GaeObjective):
     def __call__(
         self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator
     ) -> ObjectiveTerms:
-        x = x_train[index]
+        x = gather_rows(x_train, index)
         options = {
             "n_z": self.n_z,
             "leave_one_out": self.leave_one_out,
@@ -324,10 +329,16 @@ class GaeSampledObjective(GaeObjective):
             "lambda_sigma": self.lambda_sigma,
         }
         if self.candidates == "knn":
-            nb = self.neighbours[index]  # (B, k)
+            nb = gather_rows(self.neighbours, index)  # (B, k)
             in_batch = (nb[:, :, None] == index[None, None, :]).any(dim=1)  # (B, B)
             return gae_knn_objective(
-                model, x, x_train[nb], in_batch, self.n_train, generator=generator, **options
+                model,
+                x,
+                gather_rows(x_train, nb),
+                in_batch,
+                self.n_train,
+                generator=generator,
+                **options,
             )
         return gae_objective(model, x, self.n_train, generator=generator, **options)
 
@@ -356,14 +367,18 @@ class GaePosteriorObjective(GaeObjective):
             return lambda z, mu, logvar: batch_exemplar_log_prior(
                 z, mu, model.component_logvar(logvar)
             )
-        nb = self.neighbours[index]  # (B, k)
+        nb = gather_rows(self.neighbours, index)  # (B, k)
         if self.exemplar_gradient:
-            mu_nb, logvar_nb = model.encode(x_train[nb].reshape(nb.numel(), -1))
+            mu_nb, logvar_nb = model.encode(gather_rows(x_train, nb.reshape(-1)))
             means_nb = mu_nb.reshape(*nb.shape, -1)
             logvars_nb = logvar_nb.reshape(*nb.shape, -1)
         else:
             means, logvars = self.cached
-            means_nb, logvars_nb = means[nb], logvars[nb]
+            means_nb = gather_rows(means, nb)
+            # the encoder's own variances matter to the slides' components only; a shared one
+            # (unit, learned) needs just the shape, so the gather is skipped
+            own = model.prior_variance == "posterior"
+            logvars_nb = gather_rows(logvars, nb) if own else means_nb
         n_train = self.n_train
         return lambda z, mu, logvar: neighbour_exemplar_log_prior(
             z, means_nb, model.component_logvar(logvars_nb), n_train
@@ -374,7 +389,7 @@ class GaePosteriorObjective(GaeObjective):
     ) -> ObjectiveTerms:
         return gae_posterior_objective(
             model,
-            x_train[index],
+            gather_rows(x_train, index),
             self._log_prior(model, x_train, index),
             n_z=self.n_z,
             lambda_mu=self.lambda_mu,

@@ -7,6 +7,7 @@ import torch
 
 from gae.ops import (
     chunked_rows,
+    gather_rows,
     mixture_logpdf,
     pairwise_diag_gaussian_logpdf,
     pairwise_isotropic_gaussian_logpdf,
@@ -88,3 +89,17 @@ def test_streaming_logsumexp_survives_huge_magnitudes_and_all_minus_inf():
 def test_chunked_rows_equals_unchunked():
     x = torch.arange(30.0).reshape(10, 3)
     torch.testing.assert_close(chunked_rows(lambda t: t.sum(1), x, 3), x.sum(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_gather_rows_equals_advanced_indexing_for_any_index_shape(dtype):
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(40, 3, 5, generator=gen)
+    for shape in [(7,), (4, 6), (2, 3, 2)]:
+        index = torch.randint(0, 40, shape, generator=gen).to(dtype)
+        got = gather_rows(table, index)
+        assert got.shape == (*shape, 3, 5)
+        assert torch.equal(got, table[index.long()])  # the same values, bit for bit
+    with pytest.raises(IndexError):
+        gather_rows(table, torch.tensor([40]))
+

@@ -42,6 +42,7 @@ from gae.evaluation import eval_rows, mean_sem, require_file, resolve_device
 from gae.ops import (
     LOG_2PI,
     chunked_rows,
+    gather_rows,
     pairwise_diag_gaussian_logpdf,
     streaming_logsumexp,
     subset_mixture_logpdf,
@@ -236,7 +237,7 @@ def _log_prior_fn(prior: Prior, index: torch.Tensor | None):
     if index is None:
         return lambda z: prior.log_prob(z.reshape(-1, z.shape[2])).reshape(z.shape[:2])
     means, logvars = prior.means, prior.logvars
-    sub_means, sub_logvars = means[index], logvars[index]  # (b, K, d)
+    sub_means, sub_logvars = gather_rows(means, index), gather_rows(logvars, index)  # (b, K, d)
     return lambda z: subset_mixture_logpdf(z.to(means.dtype), sub_means, sub_logvars, len(means))
 
 
