@@ -28,7 +28,6 @@ NEIGHBOURS_FIGURE = "nearest_neighbours.png"
 CHECKPOINT_FILE = "checkpoint.pt"  # the training state `gae train` resumes from
 
 
-
 def require_output(path: Path, command: str) -> Path:
     """``path``, or one GaeError naming the step that makes it: the figures, tables and report
     read other steps' outputs, and a missing one should say which command to run."""

@@ -102,18 +102,22 @@ class StudyRow:
         """The model.pt a continuation starts from (``continues``), else None."""
         if self.continues is None:
             return None
-        return root / self.continues / f"seed{seed}" / "runs" / run / MODEL_FILE
+        return _row_model(root, self.continues, seed, run)
 
     def model(self, seed: int, run: str, root: Path = STUDY_RESULTS) -> Path:
         """The model.pt this row's evaluations score: its own, or ``models_from``'s."""
-        owner = self.models_from or self.variant
-        return root / owner / f"seed{seed}" / "runs" / run / MODEL_FILE
+        return _row_model(root, self.models_from or self.variant, seed, run)
 
     def config(self, seed: int, params: Path, preset: bool = False) -> Config:
         """The effective configuration of this row's jobs with ``seed`` (validated); like the
         jobs (``gae --no-preset``), without the preset written into ``params``."""
         sets = self.settings(seed)
         return load_config(list(self.overlays), base=params, sets=sets, preset=preset)
+
+
+def _row_model(root: Path, variant: str, seed: int, run: str) -> Path:
+    """Where study row ``variant`` writes the model.pt of ``run`` with ``seed``."""
+    return root / variant / f"seed{seed}" / "runs" / run / MODEL_FILE
 
 
 def _words(value: str | None) -> tuple[str, ...]:
@@ -205,14 +209,13 @@ def load_study(
             if not (r.get("variant") or "").startswith("#")
         ]
     _schema_check(sheet, raws, schema_path)
-    rows = [_parse_row(sheet, line, raw) for line, raw in enumerate(raws, start=2)]
-    seen: dict[str, StudyRow] = {}
-    for line, row in enumerate(rows, start=2):
+    parsed = [_parse_row(sheet, line, raw) for line, raw in enumerate(raws, start=2)]
+    seen: dict[str, StudyRow] = {}  # the rows so far, in sheet order, models_from resolved
+    for line, row in enumerate(parsed, start=2):
         if row.variant in seen:
             raise _row_error(sheet, line, row.variant, "variant names must be unique")
         _check_continuation(sheet, line, row, seen)
         row = _scoring_row(sheet, line, row, seen)
-        rows[line - 2] = row
         seen[row.variant] = row
         if params is not None:
             for seed in row.seeds:
@@ -220,7 +223,7 @@ def load_study(
                     row.config(seed, params)
                 except GaeError as exc:
                     raise _row_error(sheet, line, row.variant, str(exc)) from None
-    return rows
+    return list(seen.values())
 
 
 def _source_row(

@@ -84,16 +84,22 @@ def baseline_of(run: str, runs: tuple[str, ...]) -> str | None:
     return name if name in runs else None
 
 
-def table_line(row: StudyRow, seed: int, run: str, record: Path) -> str:
+def recorded_result(folder: Path) -> dict | None:
+    """A run's recorded loglik.json, or None where it has none yet."""
+    path = folder / LOGLIK_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table_line(row: StudyRow, seed: int, run: str, record: Path, result: dict | None) -> str:
+    """One run's line; ``result`` is its recorded loglik.json (None: not scored yet)."""
     folder = record / row.variant / f"seed{seed}" / run
     trained = record / (row.models_from or row.variant) / f"seed{seed}" / run  # models_from
     epochs = training_summary(trained / TRAIN_LOG_FILE)
-    if not (folder / LOGLIK_FILE).is_file():
+    if result is None:
         return f"| {run} | {seed} | – | – | – | – | – | {epochs} |"
-    result = json.loads((folder / LOGLIK_FILE).read_text())
     imp = result["estimators"]["importance"]
     vae = baseline_of(run, row.runs)
-    diff = paired(folder, record / row.variant / f"seed{seed}" / vae) if vae else "–"
+    diff = paired(folder, folder.parent / vae) if vae else "–"
     return (
         f"| {run} | {seed} | {result.get('data_variant') or '?'} | {images_cell(result)} | "
         f"{imp['n_importance']} | {imp['mean']:.2f} ± {imp['sem']:.2f} | {diff} | {epochs} |"
@@ -114,8 +120,13 @@ def make_table(row: StudyRow, record: Path) -> str:
         "",
         *HEADER,
     ]
-    lines += [table_line(row, seed, run, record) for seed in row.seeds for run in row.runs]
-    bounds = sorted(prior_bounds(row, record))
+    results = {
+        (seed, run): recorded_result(record / row.variant / f"seed{seed}" / run)
+        for seed in row.seeds
+        for run in row.runs
+    }
+    lines += [table_line(row, seed, run, record, result) for (seed, run), result in results.items()]
+    bounds = sorted(prior_bounds(results.values()))
     if bounds:
         lines += [
             "",
@@ -128,19 +139,10 @@ def make_table(row: StudyRow, record: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prior_bounds(row: StudyRow, record: Path) -> set[int]:
-    """The K of every run scored with the K-nearest-component lower bound of log p(z)."""
-    found = set()
-    for seed in row.seeds:
-        for run in row.runs:
-            path = record / row.variant / f"seed{seed}" / run / LOGLIK_FILE
-            if path.is_file():
-                k = json.loads(path.read_text())["estimators"]["importance"].get(
-                    "prior_components"
-                )
-                if k is not None:
-                    found.add(int(k))
-    return found
+def prior_bounds(results) -> set[int]:
+    """The K of every recorded run scored with the K-nearest-component lower bound of log p(z)."""
+    ks = (r["estimators"]["importance"].get("prior_components") for r in results if r)
+    return {int(k) for k in ks if k is not None}
 
 
 def main(argv: list[str]) -> int:
