@@ -5,9 +5,11 @@ each training image's nearest exemplars among all n encodings, and its validatio
 evaluates the exact mixture prior of n components for every validation code
 (``ExemplarMixturePrior.log_prob``). This times, at the CPU preset's size (n = 50,000, d = 50,
 10,000 validation codes): the exact search (``nearest_exemplars``: chunked ``addmm`` + top-k),
-the three-pass distance formula it replaced, and the FAISS inverted-file search
-(``ivf_nearest_exemplars``, ``neighbour_search: ivf``) with its recall (the share of the exact k
-nearest it finds), then writes benchmarks/out/neighbours.json.
+the three-pass distance formula it replaced, the FAISS inverted-file search
+(``ivf_nearest_exemplars``, ``neighbour_search: ivf``) and the cell-by-cell search
+(``cell_nearest_exemplars``, ``neighbour_search: cells``), each with its recall (the share of the
+exact k nearest it finds), and the exact prior at the validation codes with the components' own
+variances and with one shared (unit) variance, then writes benchmarks/out/neighbours.json.
 
 The codes are N(0, I) draws by default: the worst case for an inverted file (no structure).
 ``--model results/runs/RUN/model.pt`` uses that trained model's encoder means of its training
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from gae.objectives import ivf_nearest_exemplars, nearest_exemplars
+from gae.objectives import cell_nearest_exemplars, ivf_nearest_exemplars, nearest_exemplars
 from gae.priors import ExemplarMixturePrior
 
 OUT = Path(__file__).resolve().parent / "out" / "neighbours.json"
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--model", help="a trained model.pt: search its training codes")
     parser.add_argument("--config", help="an overlay locating the model's prepared data")
     parser.add_argument("--no-three-pass", action="store_true", help="skip the old formula")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -122,15 +125,24 @@ def main() -> None:
         result["nearest_ivf_s"] = round(ivf_s, 2)
         result["ivf_recall"] = recall(ivf, exact)
         result["ivf_speedup"] = round(exact_s / result["nearest_ivf_s"], 2)
+        cells_s, cells = timed(lambda: cell_nearest_exemplars(means, args.k), device)
+        result["nearest_cells_s"] = round(cells_s, 2)
+        result["cells_recall"] = recall(cells, exact)
+        result["cells_speedup"] = round(exact_s / result["nearest_cells_s"], 2)
+    # the exact prior at every validation code: components with their own variances (the
+    # slides' q(z|x_j)), and with one shared variance (the default GAE's unit one)
     prior_s, _ = timed(lambda: ExemplarMixturePrior(means, logvars).log_prob(codes), device)
     result["exact_prior_valid_s"] = round(prior_s, 2)
+    unit = torch.zeros_like(logvars)
+    unit_s, _ = timed(lambda: ExemplarMixturePrior(means, unit).log_prob(codes), device)
+    result["exact_prior_unit_variance_valid_s"] = round(unit_s, 2)
     for key, value in result.items():
         print(f"{key:>40}: {value}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".json.tmp")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(OUT)
-    print(f"wrote {OUT}")
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ is built from ``gae.config.load_config`` and timed in three parts:
 
 - ``steps_s``: minibatch steps (``Trainer.train_step``: objective, backward, clipping, Adam,
   the device-side log) of a real epoch, a measured number of them after a warm-up,
-  extrapolated to the steps of a 50,000-image epoch (``_batches``: 500 at batch 100);
+  extrapolated to the steps of a 50,000-image epoch (``_batches``: 500 at batch 100). The kinds
+  of one depth are timed in turns (``--rounds``, the median round counts), so that a drifting
+  machine load meets them all alike and their ratio holds;
 - ``start_epoch_s``: the objective's per-epoch work, measured once (the GAE: re-encoding the
   50,000 exemplars and the all-pairs neighbour search, ``GaeObjective.start_epoch``);
 - ``validation_s``: the validation bound at full size, measured once (``validation_elbo`` on
@@ -153,17 +155,14 @@ def time_once(device: torch.device, fn) -> float:
     return time.perf_counter() - started
 
 
-def measure(
-    cfg: Config, run: str, cache: dict[str, Any], warmup: int, steps: int
-) -> dict[str, Any]:
-    trainer = _trainer(cfg, run, cache)
+def measure_extras(trainer: training.Trainer, run: str) -> dict[str, Any]:
+    """The per-epoch work besides the steps, each measured once at full size."""
     device = trainer.device
     # the objective's per-epoch work (GAE: encode all exemplars + neighbour search), once
     start_s = time_once(
         device, lambda: trainer.objective.start_epoch(trainer.model, trainer.x_train, 1)
     )
     row: dict[str, Any] = {"run": run, "n_train": trainer.n_train, "start_epoch_s": start_s}
-    row.update(time_steps(trainer, warmup, steps))
     gen = torch.Generator(device=device).manual_seed(0)
     row["validation_s"] = time_once(
         device,
@@ -172,11 +171,36 @@ def measure(
         ),
     )
     row["n_valid"] = int(trainer.x_valid.shape[0])
-    # the extras scale with n_train (search: n^2); steps are already per 50,000 images. A run
-    # validating every V epochs pays validation_s / V per epoch (train.validate_every)
-    every = int(cfg.train.validate_every)
-    row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"] / every
     return row
+
+
+def interleaved_steps(
+    trainers: dict[str, training.Trainer], warmup: int, steps: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Step times of several trainers, measured in turns: ``rounds`` rounds, each timing
+    ceil(steps / rounds) steps of every trainer in turn, and each trainer's median round.
+
+    Why in turns: on a shared or throttling machine the load drifts over minutes, and kinds
+    timed one after the other would each meet a different load; in turns, every kind meets
+    the same drift, so their ratio holds even where the absolute times do not."""
+    per_round = max(1, math.ceil(steps / rounds))
+    times: dict[str, list[float]] = {kind: [] for kind in trainers}
+    timed: dict[str, dict[str, Any]] = {}
+    for _ in range(rounds):
+        for kind, trainer in trainers.items():
+            timed[kind] = time_steps(trainer, warmup, per_round)
+            times[kind].append(timed[kind]["step_ms"])
+    out = {}
+    for kind, values in times.items():
+        step_ms = float(np.median(values))
+        epoch_steps = timed[kind]["epoch_steps"]
+        out[kind] = {
+            "step_ms": step_ms,
+            "step_ms_rounds": [round(v, 3) for v in values],
+            "epoch_steps": epoch_steps,
+            "steps_s": step_ms * epoch_steps / 1e3,
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -184,6 +208,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="fewer steps (~4 min on 2 cores)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps before")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="time the kinds of a depth in turns, this many rounds (the median round counts)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: auto)")
     parser.add_argument("--kinds", default=",".join(KINDS))
@@ -199,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "validation interval); repeatable",
     )
     args = parser.parse_args(argv)
-    steps = args.steps or (8 if args.quick else 100)
+    steps = args.steps or (16 if args.quick else 100)
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 10)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -216,10 +246,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             mode = "reduce-overhead" if device_name == "cuda" else True
             ccfg = _config(data, Path(scratch) / "results", device_name, mode, args.config)
         cache: dict[str, Any] = {}
+        every = int(cfg.train.validate_every)
         for depth in depths:
+            runs = {kind: f"bmnist-{kind}-L{depth}-z50" for kind in kinds}
+            trainers = {kind: _trainer(cfg, run, cache) for kind, run in runs.items()}
+            extras = {kind: measure_extras(trainers[kind], runs[kind]) for kind in kinds}
+            stepped = interleaved_steps(trainers, warmup, steps, args.rounds)
+            del trainers
             for kind in kinds:
-                run = f"bmnist-{kind}-L{depth}-z50"
-                row = {"kind": kind, "depth": depth, **measure(cfg, run, cache, warmup, steps)}
+                row = {"kind": kind, "depth": depth, **extras[kind], **stepped[kind]}
+                # the extras scale with n_train (search: n^2); steps are already per 50,000
+                # images. A run validating every V epochs pays validation_s / V per epoch
+                row["epoch_s"] = row["steps_s"] + row["start_epoch_s"] + row["validation_s"] / every
+                run = runs[kind]
                 if ccfg is not None:
                     trainer = _trainer(ccfg, run, cache)
                     trainer.objective.start_epoch(trainer.model, trainer.x_train, 1)
@@ -271,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "quick": args.quick,
             "warmup_steps": warmup,
             "timed_steps": steps,
+            "rounds": args.rounds,  # the kinds of a depth timed in turns; step_ms: median round
             "n_train": rows[0]["n_train"] if rows else None,
             "n_valid": rows[0]["n_valid"] if rows else None,
             "epoch_images": EPOCH_IMAGES,
@@ -282,8 +322,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "latent_dim": 50,
             "data": source,
             "params": "params.yaml and the overlays, models.{vae,gae,gae-slides,vamp} as there",
-            "epoch_s": "steps_s (step time x steps per 50,000 images) + start_epoch_s + "
-            "validation_s / validate_every (each measured once at full size)",
+            "epoch_s": "steps_s (median round's step time x steps per 50,000 images) + "
+            "start_epoch_s + validation_s / validate_every (each measured once at full size)",
             "wall_s": time.perf_counter() - began,
         },
         "rows": rows,

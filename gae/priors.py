@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gae.ops import LOG_2PI, chunked_rows, mixture_logpdf
+from gae.ops import LOG_2PI, chunked_rows, mixture_logpdf, shared_variance_mixture_logpdf
 
 
 class StandardNormalPrior(nn.Module):
@@ -69,13 +69,25 @@ class ExemplarMixturePrior(nn.Module):
         return int(self.means.shape[0])
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """Exact log p(z) over ALL components; z (N, d) -> (N,). Rows are chunked too."""
+        """Exact log p(z) over ALL components; z (N, d) -> (N,). Rows are chunked too.
+
+        Components that share one variance (the default GAE's unit variance, a learned shared
+        one) take the d-wide kernel (``shared_variance_mixture_logpdf``), about twice as fast.
+        """
         z = z.to(self.means.dtype)
+        shared = self.shared_logvar()
+        if shared is not None:
+            return shared_variance_mixture_logpdf(z, self.means, shared, self.chunk_size)
         return chunked_rows(
             lambda rows: mixture_logpdf(rows, self.means, self.logvars, self.chunk_size),
             z,
             self.chunk_size,
         )
+
+    def shared_logvar(self) -> torch.Tensor | None:
+        """The one log-variance (d,) every component has, or None where they differ."""
+        first = self.logvars[:1]
+        return first[0] if torch.equal(self.logvars, first.expand_as(self.logvars)) else None
 
     def sample_with_index(
         self, k: int, generator: torch.Generator | None = None

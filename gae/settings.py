@@ -113,7 +113,7 @@ class GaeSettings:
     candidates: Literal["batch", "knn"]
     n_candidates: int
     neighbour_refresh_epochs: int
-    neighbour_search: Literal["exact", "ivf"]
+    neighbour_search: Literal["exact", "ivf", "cells"]
     leave_one_out: bool
     exemplar_gradient: bool
     prior_variance: Literal["posterior", "unit", "learned", "learned_scalar"]

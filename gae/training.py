@@ -61,6 +61,7 @@ from gae.models import (
 from gae.objectives import (
     ObjectiveTerms,
     batch_exemplar_log_prior,
+    cell_nearest_exemplars,
     elbo_with_prior,
     gae_knn_objective,
     gae_objective,
@@ -291,10 +292,13 @@ class GaeObjective(VariantObjective):
             self.cached = (means, logvars)
 
     def search_neighbours(self, means: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Every image's k nearest exemplars by encoder mean: all pairs, or (``ivf``, on a
-        CPU) a FAISS inverted-file index whose k-means cells are seeded by the epoch."""
+        """Every image's k nearest exemplars by encoder mean: all pairs, or, on a CPU, within
+        k-means cells seeded by the epoch: a FAISS inverted file (``ivf``) or cell by cell
+        with matrix products (``cells``)."""
         if self.search == "ivf" and means.device.type == "cpu":
             return ivf_nearest_exemplars(means, self.k, seed=epoch)
+        if self.search == "cells" and means.device.type == "cpu":
+            return cell_nearest_exemplars(means, self.k, seed=epoch)
         return nearest_exemplars(means, self.k)
 
 

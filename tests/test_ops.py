@@ -11,6 +11,7 @@ from gae.ops import (
     mixture_logpdf,
     pairwise_diag_gaussian_logpdf,
     pairwise_isotropic_gaussian_logpdf,
+    shared_variance_mixture_logpdf,
     streaming_logsumexp,
     subset_mixture_logpdf,
 )
@@ -103,3 +104,38 @@ def test_gather_rows_equals_advanced_indexing_for_any_index_shape(dtype):
     with pytest.raises(IndexError):
         gather_rows(table, torch.tensor([40]))
 
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50, 1000])
+def test_shared_variance_mixture_equals_brute_force_and_the_general_kernel(chunk):
+    gen = torch.Generator().manual_seed(7)
+    z = 2.0 * torch.randn(9, 4, generator=gen, dtype=torch.float64)
+    means = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+    for logvar in (torch.zeros(4, dtype=torch.float64), 0.7 * torch.randn(4, generator=gen)):
+        logvar = logvar.to(torch.float64)
+        logvars = logvar.expand_as(means)
+        expected = brute_force_mixture_logpdf(z, means, logvars)
+        got = shared_variance_mixture_logpdf(z, means, logvar, chunk_size=chunk)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+        general = mixture_logpdf(z, means, logvars.contiguous(), chunk_size=chunk)
+        torch.testing.assert_close(got, general, rtol=1e-10, atol=1e-10)
+    # a point exactly at a component's mean: the distance cannot round below zero
+    at_mean = shared_variance_mixture_logpdf(means[:1].float(), means[:1].float(), torch.zeros(4))
+    assert at_mean.item() == pytest.approx(-2.0 * math.log(2.0 * math.pi), abs=1e-6)
+
+
+def test_streaming_logsumexp_in_place_blocks_give_the_same_values_and_keep_gradients():
+    gen = torch.Generator().manual_seed(8)
+    matrix = 30.0 * torch.randn(6, 23, generator=gen)
+
+    def fresh(a, b):
+        return matrix[:, a:b].clone()
+
+    plain = streaming_logsumexp(fresh, 23, chunk_size=5)
+    in_place = streaming_logsumexp(fresh, 23, chunk_size=5, overwrite_blocks=True)
+    assert torch.equal(plain, in_place)
+    leaf = matrix.clone().requires_grad_(True)
+    # a block that needs its gradient is never overwritten, whatever the flag says
+    out = streaming_logsumexp(lambda a, b: leaf[:, a:b] * 1.0, 23, 5, overwrite_blocks=True)
+    out.sum().backward()
+    torch.testing.assert_close(leaf.grad, torch.softmax(matrix, dim=1))

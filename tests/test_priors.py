@@ -29,6 +29,31 @@ def test_mixture_log_prob_matches_brute_force(chunk_size: int, dtype: torch.dtyp
     torch.testing.assert_close(got, want, rtol=1e-5, atol=0.0)
 
 
+@pytest.mark.parametrize("shared", ["unit", "learned"])
+def test_shared_variance_components_take_the_narrow_kernel_with_the_same_values(
+    shared: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    means, logvars, z = _components(n=101, d=5, dtype=torch.float64)
+    logvar = torch.zeros(5, dtype=torch.float64) if shared == "unit" else logvars[0]
+    prior = ExemplarMixturePrior(means, logvar.expand_as(means).contiguous(), chunk_size=16)
+    assert torch.equal(prior.shared_logvar(), logvar)
+    want = brute_force_mixture_logpdf(z, means, logvar.expand_as(means))
+    torch.testing.assert_close(prior.log_prob(z), want, rtol=1e-10, atol=0.0)
+    calls = []
+    import gae.priors as priors
+
+    real = priors.shared_variance_mixture_logpdf
+    monkeypatch.setattr(
+        priors, "shared_variance_mixture_logpdf", lambda *a: calls.append(1) or real(*a)
+    )
+    prior.log_prob(z)
+    assert calls, "a shared variance must use shared_variance_mixture_logpdf"
+    # one component with its own variance: the general kernel again
+    logvars_mixed = logvar.expand_as(means).clone()
+    logvars_mixed[3, 0] += 0.5
+    assert ExemplarMixturePrior(means, logvars_mixed).shared_logvar() is None
+
+
 def test_mixture_log_prob_far_from_all_components_stays_finite() -> None:
     means, logvars, _ = _components(n=30, d=4)
     z = torch.full((3, 4), 60.0)  # every component density underflows in float32

@@ -1,5 +1,6 @@
-"""The CPU-speed options of the GAE's per-epoch extras: the FAISS inverted-file neighbour search
-(models.*.neighbour_search: ivf) and validation every V epochs (train.validate_every)."""
+"""The CPU-speed options of the GAE's per-epoch extras: the neighbour search within k-means cells
+(models.*.neighbour_search: ivf, FAISS's inverted file; cells, cell by cell with matrix products)
+and validation every V epochs (train.validate_every)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 import gae.training as training
 from gae.config import load_config
 from gae.errors import ConfigError
-from gae.objectives import ivf_nearest_exemplars, nearest_exemplars
+from gae.objectives import cell_nearest_exemplars, ivf_nearest_exemplars, nearest_exemplars
 from tests.test_training import (  # _one_thread: autouse, one intra-op thread
     KNN_REUSED,
     REPO_ROOT,
@@ -65,6 +66,64 @@ def test_ivf_search_falls_back_to_all_pairs_when_the_cells_cannot_be_trained() -
     assert torch.equal(ivf_nearest_exemplars(codes, 5), nearest_exemplars(codes, 5))
     with pytest.raises(ValueError, match="1 <= k <= n - 1"):
         ivf_nearest_exemplars(codes, 300)
+
+
+def test_cell_search_finds_most_true_neighbours_nearest_first_and_never_the_row_itself() -> None:
+    codes, k = clustered_codes(12_000), 10
+    found = cell_nearest_exemplars(codes, k)
+    exact = nearest_exemplars(codes, k)
+    assert found.shape == (12_000, k)
+    assert not (found == torch.arange(12_000)[:, None]).any()
+    assert (found.sort(dim=1).values.diff(dim=1) > 0).all()  # k distinct exemplars per row
+    assert recall(found, exact) > 0.95
+    # nearest first, up to the rounding of |m|^2 - 2 r.m (|m|^2 ~ 70 here: ~1e-5)
+    dist = ((codes[found] - codes[:, None, :]) ** 2).sum(dim=-1)
+    assert (dist.diff(dim=1) >= -1e-4).all()
+    # more probed cells, more true neighbours: 4 of 219 cells miss many
+    assert recall(cell_nearest_exemplars(codes, k, n_probe=4), exact) < recall(found, exact)
+
+
+def test_cell_search_is_reproducible_for_a_seed_and_falls_back_to_all_pairs() -> None:
+    codes = clustered_codes(8_000)
+    once = cell_nearest_exemplars(codes, 5, seed=3)
+    assert torch.equal(once, cell_nearest_exemplars(codes, 5, seed=3))
+    assert not torch.equal(once, cell_nearest_exemplars(codes, 5, seed=4))  # cells differ
+    small = clustered_codes(300)  # 34 cells, under 39 rows per cell: all pairs
+    assert torch.equal(cell_nearest_exemplars(small, 5), nearest_exemplars(small, 5))
+    with pytest.raises(ValueError, match="1 <= k <= n - 1"):
+        cell_nearest_exemplars(small, 300)
+
+
+def test_cell_search_covers_a_cell_whose_probes_hold_too_few_rows() -> None:
+    """Two far-apart clumps: the cells of the small clump (5 rows) probe fewer than k + 1 rows
+    among themselves only if the search does not fall back to all rows; it must."""
+    gen = torch.Generator().manual_seed(1)
+    big = torch.randn(3_995, 4, generator=gen)
+    tiny = 1_000.0 + 0.01 * torch.randn(5, 4, generator=gen)
+    codes = torch.cat([big, tiny])
+    found = cell_nearest_exemplars(codes, 8, n_cells=100, n_probe=1)
+    assert codes.shape[0] >= 39 * 100  # the cells, not the all-pairs fallback
+    exact = nearest_exemplars(codes, 8)
+    assert not (found == torch.arange(codes.shape[0])[:, None]).any()
+    # the tiny clump's rows find its 4 other rows first, then the nearest of the big clump
+    assert torch.equal(found[-5:].sort(dim=1).values, exact[-5:].sort(dim=1).values)
+
+
+def test_a_gae_with_cell_search_uses_it_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = "bmnist-gae-cells-L1-z4"
+    settings = {**KNN_REUSED, "neighbour_refresh_epochs": 1, "neighbour_search": "cells"}
+    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-cells": settings}, epochs=2)
+    calls = []
+    search = training.cell_nearest_exemplars
+    monkeypatch.setattr(
+        training,
+        "cell_nearest_exemplars",
+        lambda means, k, seed: calls.append(seed) or search(means, k, seed=seed),
+    )
+    training.train_run(cfg, run)
+    assert calls == [1, 2]  # one search per epoch, its cells seeded by the epoch
 
 
 def test_a_gae_with_ivf_search_uses_it_on_the_cpu(
