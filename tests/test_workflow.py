@@ -479,4 +479,8 @@ def test_a_models_from_row_scores_the_other_rows_models_without_training(
         assert re.fullmatch(pattern, model) and model in job["input"].split(", ")
         assert "--set=evaluation.loglik.n_test=null" in job["shell"]
         assert "--config=config/cpu.yaml" in job["shell"]  # the scored row's overlays
+    # its table reads the epochs from the source's training logs: they are its inputs
+    (table,) = [job for job in jobs if job["rule"] == "study_table"]
+    logs = [f for f in table["input"].split(", ") if f.endswith("/train_log.csv")]
+    assert len(logs) == 8 and all(f.startswith("docs/study/record/cpu-seeds/seed") for f in logs)
 

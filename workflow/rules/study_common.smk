@@ -69,12 +69,20 @@ def study_tables():
 
 
 def study_record_files(variant, with_loglik=True):
+    """The record files a variant's table (or curves) reads. A models_from row trains nothing:
+    its table takes the epochs from the source row's training logs, which are inputs too."""
     row = STUDY[variant]
     scored = with_loglik and "loglik" in row.evaluations
-    names = [TRAIN_LOG_FILE] if row.trains else []  # a models_from row trains nothing
+    names = [TRAIN_LOG_FILE] if row.trains else []
     names += [LOGLIK_FILE, PER_IMAGE_RECORD] if scored else []
-    return [
+    files = [
         f"{STUDY_RECORD}/{variant}/seed{seed}/{run}/{name}"
         for (_, seed, run) in study_jobs([row])
         for name in names
     ]
+    if not row.trains:
+        files += [
+            f"{STUDY_RECORD}/{row.models_from}/seed{seed}/{run}/{TRAIN_LOG_FILE}"
+            for (_, seed, run) in study_jobs([row])
+        ]
+    return files
