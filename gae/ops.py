@@ -137,30 +137,32 @@ def shared_variance_mixture_logpdf(
     """``mixture_logpdf`` when every component has the same diagonal variance ``exp(logvar)``
     (d,): the default GAE's unit variance, or one learned shared one.
 
-    In coordinates scaled by exp(-logvar / 2) each log-density is -|x' - mu'_j|^2 / 2 plus one
-    constant, so a block costs one d-wide matrix product instead of the general (2d + 1)-wide
-    one, and the constant leaves the log-sum-exp. Equal to ``mixture_logpdf`` up to float
-    rounding (tests/test_ops.py); the GAE's validation bound and exact-prior log-likelihood.
+    In coordinates scaled by exp(-logvar / 2) each log-density is
+    x'.mu'_j - |mu'_j|^2 / 2 - |x'|^2 / 2 plus one constant. The row's -|x'|^2 / 2 and the
+    constant leave the log-sum-exp, so a block is ONE d-wide matrix product with a bias (no
+    other pass over it; the general kernel's product is 2d + 1 wide). A mixture of equal-weight
+    components cannot exceed their common peak: the result is capped there, as the general
+    kernel caps each component. Equal to ``mixture_logpdf`` up to float rounding
+    (tests/test_ops.py); the GAE's validation bound and exact-prior log-likelihood.
     """
     m, d = means.shape
     scale = torch.exp(-0.5 * logvar).to(means.dtype)
     scaled = means * scale
-    sq = (scaled * scaled).sum(dim=1)
-    const = -0.5 * (logvar.sum() + d * LOG_2PI) - math.log(m)
+    half_sq = -0.5 * (scaled * scaled).sum(dim=1)[None, :]
+    peak = -0.5 * float(logvar.sum() + d * LOG_2PI)
     rows = max(1, BLOCK_ENTRIES // max(1, min(chunk_size, m)))
 
     def row_block(xr: torch.Tensor) -> torch.Tensor:
         xs = xr * scale
-        x_sq = (xs * xs).sum(dim=1, keepdim=True)
 
         def block(start: int, stop: int) -> torch.Tensor:
-            dist = torch.addmm(sq[None, start:stop], xs, scaled[start:stop].T, alpha=-2.0)
-            # rounding may leave a distance a hair below zero: none is
-            return (dist + x_sq).clamp_min(0.0).mul(-0.5)
+            return torch.addmm(half_sq[:, start:stop], xs, scaled[start:stop].T)
 
-        return streaming_logsumexp(block, m, chunk_size, overwrite_blocks=True)
+        lse = streaming_logsumexp(block, m, chunk_size, overwrite_blocks=True)
+        return lse - 0.5 * (xs * xs).sum(dim=1)
 
-    return chunked_rows(row_block, x, rows) + const
+    out = chunked_rows(row_block, x, rows) + (peak - math.log(m))
+    return torch.minimum(out, torch.full_like(out, peak))
 
 
 def subset_mixture_logpdf(
