@@ -26,9 +26,7 @@ from gae.study import (
 )
 from tests.conftest import REPO_ROOT
 
-HEADER = (
-    "variant\toverlays\tset\truns\tseeds\tevaluations\tcontinues\tmodels_from\tdescription\n"
-)
+HEADER = "variant\toverlays\tset\truns\tseeds\tevaluations\tcontinues\tmodels_from\tdescription\n"
 
 
 def _script(name: str = "study_table"):
@@ -152,8 +150,10 @@ SOURCE = (
 @pytest.mark.parametrize(
     "second,message",
     [
-        ("w\t-\tevaluation.loglik.n_test=null\tbmnist-vae-L1-z50\t1\tloglik\t-\tnope\tx",
-         "not a row above it"),
+        (
+            "w\t-\tevaluation.loglik.n_test=null\tbmnist-vae-L1-z50\t1\tloglik\t-\tnope\tx",
+            "not a row above it",
+        ),
         ("w\t-\t-\tbmnist-vae-L1-z50\t3\tloglik\t-\tv\tx", "no seeds \\[3\\]"),
         ("w\t-\t-\tbmnist-vae-L2-z50\t1\tloglik\t-\tv\tx", "bmnist-vae-L2-z50"),
         ("w\t-\ttrain.lr=1e-3\tbmnist-vae-L1-z50\t1\tloglik\t-\tv\tx", "evaluation.\\* keys"),
@@ -174,9 +174,7 @@ def test_a_models_from_row_scores_an_earlier_rows_models_and_sets_evaluation_onl
         load_study(_sheet(tmp_path, SOURCE, ok, third), STUDY_SCHEMA)
 
 
-def test_a_models_from_row_has_the_source_configuration_plus_its_evaluation(
-    tmp_path, monkeypatch
-):
+def test_a_models_from_row_has_the_source_configuration_plus_its_evaluation(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     scoring = (
         "w\t-\tevaluation.loglik.n_test=null evaluation.loglik.n_importance=1000"
@@ -191,8 +189,10 @@ def test_a_models_from_row_has_the_source_configuration_plus_its_evaluation(
     assert (mine.train, mine.model, mine.models) == (theirs.train, theirs.model, theirs.models)
     assert mine.paths.results == "results/study/w/seed2"  # its results are its own
     run = "bmnist-vae-L1-z50"
-    assert row.model(2, run) == source.model(2, run) == Path(
-        f"results/study/v/seed2/runs/{run}/model.pt"
+    assert (
+        row.model(2, run)
+        == source.model(2, run)
+        == Path(f"results/study/v/seed2/runs/{run}/model.pt")
     )
     # the table reads how training ended from the trained row's record
     record = tmp_path / "record"
@@ -249,6 +249,23 @@ def test_the_curves_draw_a_panel_per_run_and_a_line_per_recorded_seed(tmp_path, 
         assert curves.main(argv) == 0
     assert outs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert outs[0].read_bytes() == outs[1].read_bytes()  # the same record draws the same bytes
+
+
+def test_the_curves_wrap_many_runs_into_lines_of_four_panels(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    runs = [f"bmnist-{kind}-L{depth}-z50" for kind in ("gae", "vae") for depth in (1, 2, 3)]
+    sheet = _sheet(tmp_path, f"v\t-\t-\t{' '.join(runs)}\t5\tloglik\t-\t-\tx")
+    record = tmp_path / "record"
+    for run in runs:
+        _record_run(record, "v", 5, run, np.array([-90.0, -91.0]))
+    (row,) = load_study(sheet, STUDY_SCHEMA)
+    fig = _script("study_curves").draw(row, record)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(fig.axes) == 8 and len(shown) == 6  # 2 lines of 4, the last 2 blank
+    assert [ax.get_title() for ax in shown] == runs
+    assert all(len(ax.lines) == 1 for ax in shown)
+    width, height = fig.get_size_inches()
+    assert width == pytest.approx(4 * 3.2) and height == pytest.approx(2 * 2.8)
 
 
 def test_committed_study_tables_are_rebuilt_identically_from_the_record(monkeypatch):

@@ -12,6 +12,7 @@ what makes a paired difference of one seed worth reading.
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from gae.io import atomic_open  # noqa: E402
 from gae.paths import TRAIN_LOG_FILE  # noqa: E402
 from gae.study import StudyRow, variant_arguments  # noqa: E402
 
+PANELS_PER_LINE = 4
+
 
 def validation_curve(path: Path) -> tuple[list[int], list[float]]:
     """(epochs, validation objective) of the validated epochs of one train_log.csv."""
@@ -33,11 +36,17 @@ def validation_curve(path: Path) -> tuple[list[int], list[float]]:
 
 
 def draw(row: StudyRow, record: Path) -> plt.Figure:
-    """The figure: a panel per run, a line per seed (runs not recorded yet are left blank)."""
+    """The figure: a panel per run, at most ``PANELS_PER_LINE`` to a line, a line per seed (runs
+    not recorded yet are left blank)."""
+    cols = min(len(row.runs), PANELS_PER_LINE)
+    lines = math.ceil(len(row.runs) / cols)
     fig, axes = plt.subplots(
-        1, len(row.runs), figsize=(3.2 * len(row.runs), 2.8), squeeze=False, sharey=False
+        lines, cols, figsize=(3.2 * cols, 2.8 * lines), squeeze=False, sharey=False
     )
-    for ax, run in zip(axes[0], row.runs, strict=True):
+    panels = axes.reshape(-1)
+    for ax in panels[len(row.runs) :]:
+        ax.set_visible(False)
+    for ax, run in zip(panels, row.runs, strict=False):
         for seed in row.seeds:
             log = record / row.variant / f"seed{seed}" / run / TRAIN_LOG_FILE
             if log.is_file():
@@ -45,8 +54,9 @@ def draw(row: StudyRow, record: Path) -> plt.Figure:
         ax.set_title(run, fontsize=8)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("validation objective (nats)")
-    axes[0][-1].legend(fontsize=7)
+    for line in axes:
+        line[0].set_ylabel("validation objective (nats)")
+    panels[len(row.runs) - 1].legend(fontsize=7)
     fig.suptitle(f"{row.variant}: validation objective per epoch", fontsize=9)
     fig.tight_layout()
     return fig
@@ -55,8 +65,10 @@ def draw(row: StudyRow, record: Path) -> plt.Figure:
 def main(argv: list[str] | None = None) -> int:
     args = variant_arguments(__doc__.split("\n")[0], argv)
     if args.row is None or args.out is None:
-        print(f"study_curves: no variant {args.variant!r} in {args.sheet}, or no --out",
-              file=sys.stderr)
+        print(
+            f"study_curves: no variant {args.variant!r} in {args.sheet}, or no --out",
+            file=sys.stderr,
+        )
         return 2
     fig = draw(args.row, args.record)
     with atomic_open(args.out) as handle:  # no metadata: the same record draws the same bytes
