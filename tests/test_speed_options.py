@@ -109,35 +109,21 @@ def test_cell_search_covers_a_cell_whose_probes_hold_too_few_rows() -> None:
     assert torch.equal(found[-5:].sort(dim=1).values, exact[-5:].sort(dim=1).values)
 
 
-def test_a_gae_with_cell_search_uses_it_on_the_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("search", "function"), [("ivf", "ivf_nearest_exemplars"), ("cells", "cell_nearest_exemplars")]
+)
+def test_a_gae_with_a_cell_search_uses_it_on_the_cpu(
+    search: str, function: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = "bmnist-gae-cells-L1-z4"
-    settings = {**KNN_REUSED, "neighbour_refresh_epochs": 1, "neighbour_search": "cells"}
-    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-cells": settings}, epochs=2)
+    run = f"bmnist-gae-{search}-L1-z4"
+    settings = {**KNN_REUSED, "neighbour_refresh_epochs": 1, "neighbour_search": search}
+    cfg = _synthetic_cfg(tmp_path, [run], models={f"gae-{search}": settings}, epochs=2)
     calls = []
-    search = training.cell_nearest_exemplars
+    real = getattr(training, function)
     monkeypatch.setattr(
         training,
-        "cell_nearest_exemplars",
-        lambda means, k, seed: calls.append(seed) or search(means, k, seed=seed),
-    )
-    training.train_run(cfg, run)
-    assert calls == [1, 2]  # one search per epoch, its cells seeded by the epoch
-
-
-def test_a_gae_with_ivf_search_uses_it_on_the_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run = "bmnist-gae-ivf-L1-z4"
-    settings = {**KNN_REUSED, "neighbour_refresh_epochs": 1, "neighbour_search": "ivf"}
-    cfg = _synthetic_cfg(tmp_path, [run], models={"gae-ivf": settings}, epochs=2)
-    calls = []
-    search = training.ivf_nearest_exemplars
-    monkeypatch.setattr(
-        training,
-        "ivf_nearest_exemplars",
-        lambda means, k, seed: calls.append(seed) or search(means, k, seed=seed),
+        function,
+        lambda means, k, seed: calls.append(seed) or real(means, k, seed=seed),
     )
     training.train_run(cfg, run)
     assert calls == [1, 2]  # one search per epoch, its cells seeded by the epoch
