@@ -273,7 +273,7 @@ def cell_nearest_exemplars(
     it is the exact search; a cell whose probed cells hold fewer than k + 1 rows is searched
     against all rows.
     """
-    n, d = means.shape
+    n = means.shape[0]
     if not 1 <= k <= n - 1:
         raise ValueError(f"need 1 <= k <= n - 1 nearest exemplars, got k={k}, n={n}")
     n_cells = n_cells or max(1, int(2 * math.sqrt(n)))

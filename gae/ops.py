@@ -107,6 +107,12 @@ def _exp_floored(shifted: torch.Tensor) -> torch.Tensor:
     return torch.exp(shifted.clamp_min(EXP_FLOOR))
 
 
+def _block_rows(chunk_size: int, m: int) -> int:
+    """Rows per block of the mixture kernels: blocks of about ``BLOCK_ENTRIES`` log-densities
+    over columns of ``chunk_size`` of the ``m`` components."""
+    return max(1, BLOCK_ENTRIES // max(1, min(chunk_size, m)))
+
+
 def mixture_logpdf(
     x: torch.Tensor,
     means: torch.Tensor,
@@ -120,7 +126,7 @@ def mixture_logpdf(
     4,096 x 4,096 block spent most of its time moving memory, 2-3x slower).
     """
     m = means.shape[0]
-    rows = max(1, BLOCK_ENTRIES // max(1, min(chunk_size, m)))
+    rows = _block_rows(chunk_size, m)
 
     def row_block(xr: torch.Tensor) -> torch.Tensor:
         def block(start: int, stop: int) -> torch.Tensor:
@@ -150,7 +156,7 @@ def shared_variance_mixture_logpdf(
     scaled = means * scale
     half_sq = -0.5 * (scaled * scaled).sum(dim=1)[None, :]
     peak = -0.5 * float(logvar.sum() + d * LOG_2PI)
-    rows = max(1, BLOCK_ENTRIES // max(1, min(chunk_size, m)))
+    rows = _block_rows(chunk_size, m)
 
     def row_block(xr: torch.Tensor) -> torch.Tensor:
         xs = xr * scale
