@@ -337,6 +337,20 @@ class GenerativeModel(nn.Module):
         lo, hi = self.architecture["logvar_min"], self.architecture["logvar_max"]
         return self.prior_logvar.clamp(lo, hi).expand_as(logvar)
 
+    def shared_component_logvar(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The one log-variance (d,) that every exemplar component shares (unit: zeros; learned:
+        the clamped parameter, with its gradient), or None where each component keeps its
+        encoder's own (``prior_variance: posterior``). Lets the training step use the d-wide
+        kernel (``gae.ops.shared_variance_subset_logpdf``). ``like``: a tensor of codes, whose
+        device and dtype the unit variance takes."""
+        if self.prior_variance == "posterior":
+            return None
+        d = self.latent_dim
+        if self.prior_variance == "unit":
+            return torch.zeros(d, device=like.device, dtype=like.dtype)
+        lo, hi = self.architecture["logvar_min"], self.architecture["logvar_max"]
+        return self.prior_logvar.clamp(lo, hi).expand(d)
+
     def set_exemplar_prior(
         self, x_train: torch.Tensor, batch_size: int = 2000, chunk_size: int = 4096
     ) -> ExemplarMixturePrior:

@@ -69,6 +69,7 @@ from gae.objectives import (
     ivf_nearest_exemplars,
     nearest_exemplars,
     neighbour_exemplar_log_prior,
+    shared_variance_neighbour_log_prior,
     trivial_log_likelihood,
     vae_objective,
     vamp_objective,
@@ -375,18 +376,21 @@ class GaePosteriorObjective(GaeObjective):
         if self.exemplar_gradient:
             mu_nb, logvar_nb = model.encode(gather_rows(x_train, nb.reshape(-1)))
             means_nb = mu_nb.reshape(*nb.shape, -1)
-            logvars_nb = logvar_nb.reshape(*nb.shape, -1)
         else:
             means, logvars = self.cached
             means_nb = gather_rows(means, nb)
-            # the encoder's own variances matter to the slides' components only; a shared one
-            # (unit, learned) needs just the shape, so the gather is skipped
-            own = model.prior_variance == "posterior"
-            logvars_nb = gather_rows(logvars, nb) if own else means_nb
         n_train = self.n_train
-        return lambda z, mu, logvar: neighbour_exemplar_log_prior(
-            z, means_nb, model.component_logvar(logvars_nb), n_train
-        )
+        shared = model.shared_component_logvar(means_nb)
+        if shared is not None:  # unit or learned shared variance: the d-wide kernel
+            return lambda z, mu, logvar: shared_variance_neighbour_log_prior(
+                z, means_nb, shared, n_train
+            )
+        # the slides' components: each exemplar's own encoder variance
+        if self.exemplar_gradient:
+            logvars_nb = logvar_nb.reshape(*nb.shape, -1)
+        else:
+            logvars_nb = gather_rows(logvars, nb)
+        return lambda z, mu, logvar: neighbour_exemplar_log_prior(z, means_nb, logvars_nb, n_train)
 
     def __call__(
         self, model: GenerativeModel, x_train: Tensor, index: Tensor, generator: Generator

@@ -18,10 +18,12 @@ import torch
 from gae.models import build_model
 from gae.objectives import (
     candidate_log_weights,
+    diag_gaussian_logpdf,
     elbo_with_prior,
     gae_knn_objective,
     gae_objective,
     nearest_exemplars,
+    posterior_draws,
     regulariser,
     reparameterise,
     vae_objective,
@@ -250,3 +252,23 @@ def test_minibatch_estimates_are_unbiased_over_random_minibatches(candidates: st
                 rho[index] = torch.exp(terms.objective - exact[index])
             ratios.append(rho)
     _assert_within_mc_error(torch.stack(ratios), torch.ones(N, dtype=torch.float64))
+
+
+def test_posterior_draws_give_the_log_density_and_its_gradient_of_their_own_draws():
+    """posterior_draws' log q from the noise equals diag_gaussian_logpdf at the same z, and its
+    gradient through mu and logvar (with z's own dependence on them) is the same (float64)."""
+    gen = torch.Generator().manual_seed(4)
+    mu = torch.randn(6, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    logvar = (0.5 * torch.randn(6, 5, generator=gen, dtype=torch.float64)).requires_grad_()
+    z, log_q = posterior_draws(mu, logvar, 3, torch.Generator().manual_seed(9))
+    again = reparameterise(mu, logvar, 3, torch.Generator().manual_seed(9))
+    assert torch.equal(z, again)  # the same draws as reparameterise
+    want = diag_gaussian_logpdf(z, mu.unsqueeze(1), logvar.unsqueeze(1))
+    torch.testing.assert_close(log_q, want)
+    weights = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    # a downstream use of z as well, so the gradient's path through z counts
+    other = (z**2).sum(dim=-1)
+    got = torch.autograd.grad(((log_q + other) * weights).sum(), (mu, logvar), retain_graph=True)
+    expected = torch.autograd.grad(((want + other) * weights).sum(), (mu, logvar))
+    for one, two in zip(got, expected, strict=True):
+        torch.testing.assert_close(one, two)

@@ -12,6 +12,7 @@ from gae.ops import (
     pairwise_diag_gaussian_logpdf,
     pairwise_isotropic_gaussian_logpdf,
     shared_variance_mixture_logpdf,
+    shared_variance_subset_logpdf,
     streaming_logsumexp,
     subset_mixture_logpdf,
 )
@@ -57,6 +58,36 @@ def test_subset_mixture_is_exact_on_all_components_and_a_lower_bound_otherwise()
     # the two halves together make the whole mixture: p = p_even + p_odd
     other = subset_mixture_logpdf(z, means[some.flip(0)], logvars[some.flip(0)], 20)
     torch.testing.assert_close(torch.logaddexp(partial, other), full)
+
+
+@pytest.mark.parametrize("shared", ["unit", "learned"])
+def test_shared_variance_subset_equals_brute_force_with_the_general_kernels_gradients(shared):
+    """The training step's d-wide kernel: the values of a brute-force mixture over each row's
+    own components, and the general kernel's gradients for z, the means and the shared
+    log-variance (float64, where the two can only differ by rounding)."""
+    gen = torch.Generator().manual_seed(8)
+    b, s, k, d = 3, 4, 6, 5
+    z = torch.randn(b, s, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    means = torch.randn(b, k, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    start = torch.zeros(d) if shared == "unit" else 0.4 * torch.randn(d, generator=gen)
+    logvar = start.to(torch.float64).requires_grad_()
+    got = shared_variance_subset_logpdf(z, means, logvar, 50)
+    std = torch.exp(0.5 * logvar).expand(k, d)
+    want = torch.stack(
+        [torch.logsumexp(_brute_pairwise(z[r], means[r], std), dim=1) for r in range(b)]
+    ) - math.log(50)
+    torch.testing.assert_close(got, want)
+    general = subset_mixture_logpdf(z, means, logvar.expand(b, k, d), 50)
+    weights = torch.randn(b, s, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((got * weights).sum(), (z, means, logvar))
+    expected = torch.autograd.grad((general * weights).sum(), (z, means, logvar))
+    for one, other in zip(grads, expected, strict=True):
+        torch.testing.assert_close(one, other)
+    # a code at a component's mean of a one-component mixture: at most the peak, never above
+    at_mean = shared_variance_subset_logpdf(means[:, :1].detach(), means[:, :1].detach(), logvar, 1)
+    peak = -0.5 * (logvar.sum() + d * math.log(2 * math.pi))
+    assert (at_mean <= peak).all()
+    torch.testing.assert_close(at_mean, peak.expand_as(at_mean))
 
 
 def test_pairwise_isotropic_matches_broadcasting():

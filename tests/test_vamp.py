@@ -371,6 +371,45 @@ def test_exemplar_gradient_reaches_the_encoder_through_the_neighbours(exemplar_g
     assert not torch.allclose(with_path, model.encoder.net[0].weight.grad)
 
 
+@pytest.mark.parametrize("variance", ["unit", "learned", "learned_scalar", "posterior"])
+def test_the_training_prior_takes_the_shared_variance_kernel_with_the_general_values(
+    variance, monkeypatch
+) -> None:
+    """A shared component variance (unit, learned, learned_scalar) takes the d-wide kernel in
+    the training step; its value and its gradients (the encoder's, the learned variance's) are
+    the general kernel's, with every component given that variance. The slides' own variances
+    keep the general kernel."""
+    torch.manual_seed(1)
+    model = build_model("gae", _arch(prior_variance=variance)).double()
+    if model.prior_logvar is not None:
+        model.prior_logvar.data.fill_(0.3)
+    x_train = torch.rand(20, 12, dtype=torch.float64)
+    objective = _knn_objective(True, prior_variance=variance)
+    objective.start_epoch(model, x_train, 1)
+    calls = []
+    real = training.shared_variance_neighbour_log_prior
+    monkeypatch.setattr(
+        training,
+        "shared_variance_neighbour_log_prior",
+        lambda *a: calls.append(1) or real(*a),
+    )
+    index = torch.arange(5)
+    mu, logvar = model.encode(x_train[index])
+    z = (mu + 0.5 * torch.randn_like(mu)).unsqueeze(1)
+    value = objective._log_prior(model, x_train, index)(z, mu, logvar)
+    assert bool(calls) == (variance != "posterior")
+    means, logvars = model.encode(x_train[objective.neighbours[index]])
+    want = training.neighbour_exemplar_log_prior(z, means, model.component_logvar(logvars), 20)
+    torch.testing.assert_close(value, want)
+    params = [p for p in model.parameters() if p.requires_grad]
+    got = torch.autograd.grad(value.sum(), params, allow_unused=True, retain_graph=True)
+    expected = torch.autograd.grad(want.sum(), params, allow_unused=True)
+    for one, other in zip(got, expected, strict=True):
+        assert (one is None) == (other is None)
+        if one is not None:
+            torch.testing.assert_close(one, other)
+
+
 def test_the_exemplar_vae_variant_trains_end_to_end(tmp_path: Path) -> None:
     run = "bmnist-gae-exemplar-L1-z3"
     cfg = _synthetic_cfg(tmp_path, [run], {"gae-exemplar": {"n_candidates": 4, "n_z": 1}})
