@@ -190,9 +190,7 @@ def _schema_check(sheet: Path, rows: list[dict[str, str]], schema_path: Path) ->
     for line, raw in enumerate(rows, start=2):
         for error in validator.iter_errors(raw):
             where = ".".join(str(p) for p in error.path) or "row"
-            raise ConfigError(
-                f"{sheet}, line {line}: {where}: {error.message} ({schema_path})"
-            )
+            raise ConfigError(f"{sheet}, line {line}: {where}: {error.message} ({schema_path})")
 
 
 def load_study(
@@ -252,8 +250,7 @@ def _source_row(
             sheet,
             line,
             row.variant,
-            f"{column} {name!r}, which has no seeds {missing_seeds} / runs "
-            f"{missing_runs}; {why}",
+            f"{column} {name!r}, which has no seeds {missing_seeds} / runs {missing_runs}; {why}",
         )
     return source
 
@@ -266,9 +263,7 @@ def _check_continuation(
         _source_row(sheet, line, row, earlier, "continues", why)
 
 
-def _scoring_row(
-    sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow]
-) -> StudyRow:
+def _scoring_row(sheet: Path, line: int, row: StudyRow, earlier: dict[str, StudyRow]) -> StudyRow:
     """A ``models_from`` row with its effective settings: the source's overlays and settings,
     then its own ``evaluation.*`` settings (anything else would describe models it does not
     train)."""
@@ -317,7 +312,6 @@ def study_jobs(rows: list[StudyRow]) -> list[tuple[StudyRow, int, str]]:
     return [(row, seed, run) for row in rows for seed in row.seeds for run in row.runs]
 
 
-
 # ---- the committed record of per-image estimates ------------------------------------------------
 
 PER_IMAGE_RECORD = "loglik_images.csv"  # text, so the committed record stays diffable
@@ -357,3 +351,27 @@ def read_per_image(csv_path: Path) -> tuple[Any, Any]:
     index = np.array([int(r["test_index"]) for r in rows], dtype=np.int64)
     values = np.array([float(r["importance_log_px"]) for r in rows], dtype=np.float64)
     return index, values
+
+
+def paired_between_rows(
+    record: Path, variant: str, other: str, seed: int, run: str
+) -> tuple[float, float, int]:
+    """(mean, s.e., n) of log p(x_i) of ``run`` in study row ``variant`` minus the same run in
+    row ``other`` (same seed), image by image, from the committed records
+    (``record/{row}/seed{seed}/{run}/loglik_images.csv``). Refused unless both scored the same
+    test images in the same order: only then is the difference paired."""
+    import numpy as np
+
+    paths = [record / row / f"seed{seed}" / run / PER_IMAGE_RECORD for row in (variant, other)]
+    for path in paths:
+        if not path.is_file():
+            raise GaeError(f"{path} does not exist; build that row's record first")
+    (ours_index, ours), (theirs_index, theirs) = (read_per_image(path) for path in paths)
+    if not np.array_equal(ours_index, theirs_index):
+        raise GaeError(
+            f"{paths[0]} and {paths[1]} scored different test images, so they cannot be paired; "
+            f"compare rows with the same evaluation.loglik.n_test and data.subset_seed"
+        )
+    diff = ours - theirs
+    sem = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+    return float(diff.mean()), sem, int(diff.size)

@@ -125,11 +125,26 @@ def test_a_nan_in_the_last_step_of_an_epoch_is_caught_before_it_is_recorded(
     assert len(_read_log(folder / "train_log.csv")) == 1
 
 
-def test_adam_is_fused_only_on_cuda(tmp_path: Path) -> None:
+def test_adam_is_fused_and_an_older_checkpoint_resumes_with_its_own_variant(tmp_path: Path) -> None:
     run = "bmnist-vae-L1-z4"
     trainer = training.Trainer(_synthetic_cfg(tmp_path, [run]), run)
-    assert not trainer.optimizer.defaults.get("fused")  # the CPU keeps torch's default path
-    assert training._make_adam([torch.nn.Parameter(torch.zeros(2))], 1e-3, torch.device("cpu"))
+    assert trainer.optimizer.defaults.get("fused") is True  # CPU and CUDA alike
+    # a checkpoint of torch's default (unfused) Adam, as CPU runs before 2026-12-02 made them:
+    # loading it restores that variant, so the resumed run continues bit-identically
+    params = [torch.nn.Parameter(torch.linspace(-1.0, 1.0, 5))]
+    params[0].grad = torch.linspace(0.5, 2.0, 5)
+    older = torch.optim.Adam(params, lr=1e-3)
+    older.step()
+    resumed = training._make_adam(params, 1e-3, torch.device("cpu"))
+    resumed.load_state_dict(older.state_dict())
+    assert not resumed.param_groups[0]["fused"]
+    twin = [torch.nn.Parameter(params[0].detach().clone())]
+    twin[0].grad = params[0].grad.clone()
+    reference = torch.optim.Adam(twin, lr=1e-3)
+    reference.load_state_dict(older.state_dict())
+    resumed.step()
+    reference.step()
+    assert torch.equal(params[0], twin[0])
 
 
 def test_compile_is_opt_in_and_in_the_fingerprint_only_when_set(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ and validation every V epochs (train.validate_every)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -200,3 +201,27 @@ def test_resume_is_bit_identical_with_validation_every_two_epochs(tmp_path: Path
         tmp_path, [run], models={"gae-reuse": KNN_REUSED}, epochs=3, validate_every=2
     )
     _assert_resume_is_bit_identical(tmp_path, cfg, run)
+
+
+def test_the_optimizer_benchmark_times_every_adam_and_the_fused_one_makes_the_same_update(
+    tmp_path: Path,
+) -> None:
+    """benchmarks/bench_optimizer.py at its smallest: a JSON row per kind and depth with the three
+    variants' times, and the fused Adam (training's) within rounding of torch's loop after the
+    same steps on the real depth-1 model's parameters."""
+    import importlib.util
+
+    path = REPO_ROOT / "benchmarks" / "bench_optimizer.py"
+    spec = importlib.util.spec_from_file_location("bench_optimizer", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "optimizer.json"
+    bench.main(
+        ["--kinds", "vae", "--depths", "1", "--rounds", "2", "--steps", "2", "--out", str(out)]
+    )
+    row = json.loads(out.read_text())["rows"][0]
+    assert set(row["step_ms"]) == {"loop", "foreach", "fused"}
+    assert all(len(v) == 2 for v in row["step_ms_rounds"].values())
+    assert row["identical_steps"] == 5
+    # 5 Adam steps of lr 1e-3 move a parameter by up to ~5e-3; the variants differ by rounding
+    assert 0.0 <= row["fused_vs_loop_max_abs_parameter_difference"] < 1e-6

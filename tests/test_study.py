@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gae.errors import ConfigError
+from gae.errors import ConfigError, GaeError
 from gae.study import (
     PER_IMAGE_RECORD,
     STUDY_RECORD,
     STUDY_SCHEMA,
     load_study,
+    paired_between_rows,
     read_per_image,
     record_per_image,
     study_jobs,
@@ -290,3 +291,33 @@ def test_the_per_image_record_is_text_that_reads_back_the_same_floats(tmp_path):
     index, back = read_per_image(tmp_path / PER_IMAGE_RECORD)
     assert index.tolist() == [7, 3, 9000, 1]
     assert np.array_equal(back, values)  # 17 significant digits: the same float64, bit for bit
+
+
+def test_rows_are_paired_image_by_image_and_refused_on_different_images(tmp_path: Path) -> None:
+    """gae.study.paired_between_rows: the mean and s.e. of the per-image differences of one run
+    in two rows, from their records; zero against itself; refused when the rows scored
+    different test images, or a record is missing (workflow/scripts/study_paired.py uses it)."""
+    rng = np.random.default_rng(3)
+    index = rng.permutation(50)[:20]
+    values = {"a": -90 + rng.normal(size=20), "b": -91 + rng.normal(size=20)}
+    run = "bmnist-gae-L1-z50"
+    for row, vals in values.items():
+        npz = tmp_path / f"{row}.npz"
+        np.savez(npz, test_index=index, importance_log_px=vals)
+        folder = tmp_path / "record" / row / "seed7" / run
+        folder.mkdir(parents=True)
+        record_per_image(npz, folder / PER_IMAGE_RECORD)
+    mean, sem, n = paired_between_rows(tmp_path / "record", "a", "b", 7, run)
+    diff = values["a"] - values["b"]
+    assert n == 20
+    assert mean == pytest.approx(diff.mean(), abs=1e-12)
+    assert sem == pytest.approx(diff.std(ddof=1) / np.sqrt(20), abs=1e-12)
+    assert paired_between_rows(tmp_path / "record", "a", "a", 7, run)[:2] == (0.0, 0.0)
+    np.savez(tmp_path / "c.npz", test_index=index[::-1], importance_log_px=values["a"])
+    other = tmp_path / "record" / "c" / "seed7" / run
+    other.mkdir(parents=True)
+    record_per_image(tmp_path / "c.npz", other / PER_IMAGE_RECORD)
+    with pytest.raises(GaeError, match="different test images"):
+        paired_between_rows(tmp_path / "record", "a", "c", 7, run)
+    with pytest.raises(GaeError, match="does not exist"):
+        paired_between_rows(tmp_path / "record", "a", "d", 7, run)
