@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row = {"kind": kind, "depth": depth, **extras[kind], **stepped[kind]}
                 # the extras scale with n_train (search: n^2); steps are already per 50,000
                 # images. A run validating every V epochs pays validation_s / V per epoch
-                extras = row["start_epoch_mean_s"] + row["validation_s"] / every
-                row["epoch_s"] = row["steps_s"] + extras
+                per_epoch = row["start_epoch_mean_s"] + row["validation_s"] / every
+                row["epoch_s"] = row["steps_s"] + per_epoch
                 run = runs[kind]
                 if ccfg is not None:
                     trainer = _trainer(ccfg, run, cache)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     compiled = time_steps(trainer, max(warmup, 5), steps)
                     row["compiled_step_ms"] = compiled["step_ms"]
                     row["compiled_steps_s"] = compiled["steps_s"]
-                    row["compiled_epoch_s"] = compiled["steps_s"] + extras
+                    row["compiled_epoch_s"] = compiled["steps_s"] + per_epoch
                 rows.append(row)
                 print(
                     f"{kind:<10} L{depth}  step {row['step_ms']:7.2f} ms  steps/epoch "
