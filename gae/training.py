@@ -679,18 +679,16 @@ class StepLog:
         return sums
 
 
-def _make_adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+def _make_adam(params: Any, lr: float) -> torch.optim.Adam:
     """Adam, fused: one kernel for all parameters, on CUDA and on the CPU alike.
 
-    On one CPU thread torch's default (a loop over the tensors) took 8.1 and 16.6 ms per
-    step for the depth-1 and depth-4 MLPs' parameters, the fused kernel 1.8 and 5.7 ms: a
-    quarter of a depth-1 VAE step (``benchmarks/bench_optimizer.py``). The same update,
-    rounded differently (parameters within 1e-8 after 5 steps), so CPU runs trained before
+    On one idle CPU thread torch's default (a loop over the tensors) took 3.1-10.1 ms per
+    step for the VAE's parameters at depths 1-4, the fused kernel 0.9-2.6 ms: 11-14 % of the
+    step (``benchmarks/bench_optimizer.py``). The same update, rounded differently
+    (parameters within 9e-8 after 151 identical steps), so CPU runs trained before
     2026-12-02 are not bit-identical to new ones. A resumed run keeps the variant its
     checkpoint was made with (``load_state_dict`` restores the param group's ``fused``), so a
-    resume is bit-identical on the device that made the checkpoint. ``device`` is kept for
-    callers; the variant no longer depends on it."""
-    del device
+    resume is bit-identical on the device that made the checkpoint."""
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
@@ -830,7 +828,7 @@ class Trainer:
         self.model = build_model(self.kind, self.architecture, meta={}).to(self.device)
         if self.kind == "vamp":  # before the optimizer and any resume, which then overwrites it
             initialise_pseudo_inputs(self.model, self.settings, self.x_train, self.seed)
-        self.optimizer = _make_adam(self.model.parameters(), self.train_cfg.lr, self.device)
+        self.optimizer = _make_adam(self.model.parameters(), self.train_cfg.lr)
         self.scheduler = make_scheduler(
             self.optimizer, self.train_cfg.lr_decay, self.train_cfg.validate_every
         )

@@ -135,7 +135,7 @@ def test_adam_is_fused_and_an_older_checkpoint_resumes_with_its_own_variant(tmp_
     params[0].grad = torch.linspace(0.5, 2.0, 5)
     older = torch.optim.Adam(params, lr=1e-3)
     older.step()
-    resumed = training._make_adam(params, 1e-3, torch.device("cpu"))
+    resumed = training._make_adam(params, 1e-3)
     resumed.load_state_dict(older.state_dict())
     assert not resumed.param_groups[0]["fused"]
     twin = [torch.nn.Parameter(params[0].detach().clone())]
