@@ -353,6 +353,20 @@ def read_per_image(csv_path: Path) -> tuple[Any, Any]:
     return index, values
 
 
+def paired_difference(ours: Path, theirs: Path) -> tuple[float, float, int] | None:
+    """(mean, s.e., n) of the image-by-image difference of two ``record_per_image`` files, or
+    None when they scored different test images (or in another order), which cannot be paired.
+    The study tables' "paired − VAE" column and ``paired_between_rows`` both use it."""
+    import numpy as np
+
+    (ours_index, ours_values), (theirs_index, theirs_values) = map(read_per_image, (ours, theirs))
+    if not np.array_equal(ours_index, theirs_index):
+        return None
+    diff = ours_values - theirs_values
+    sem = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+    return float(diff.mean()), sem, int(diff.size)
+
+
 def paired_between_rows(
     record: Path, variant: str, other: str, seed: int, run: str
 ) -> tuple[float, float, int]:
@@ -360,18 +374,14 @@ def paired_between_rows(
     row ``other`` (same seed), image by image, from the committed records
     (``record/{row}/seed{seed}/{run}/loglik_images.csv``). Refused unless both scored the same
     test images in the same order: only then is the difference paired."""
-    import numpy as np
-
     paths = [record / row / f"seed{seed}" / run / PER_IMAGE_RECORD for row in (variant, other)]
     for path in paths:
         if not path.is_file():
             raise GaeError(f"{path} does not exist; build that row's record first")
-    (ours_index, ours), (theirs_index, theirs) = (read_per_image(path) for path in paths)
-    if not np.array_equal(ours_index, theirs_index):
+    result = paired_difference(*paths)
+    if result is None:
         raise GaeError(
             f"{paths[0]} and {paths[1]} scored different test images, so they cannot be paired; "
             f"compare rows with the same evaluation.loglik.n_test and data.subset_seed"
         )
-    diff = ours - theirs
-    sem = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
-    return float(diff.mean()), sem, int(diff.size)
+    return result

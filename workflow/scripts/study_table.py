@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from gae.config import parse_run_name
 from gae.io import atomic_write_text
@@ -26,7 +23,7 @@ from gae.paths import LOGLIK_FILE, TRAIN_LOG_FILE
 from gae.study import (
     PER_IMAGE_RECORD,
     StudyRow,
-    read_per_image,
+    paired_difference,
     variant_arguments,
 )
 
@@ -34,12 +31,6 @@ HEADER = (
     "| run | seed | data | test images | S | log p(x) | paired − VAE | epochs (best) |",
     "|---|---|---|---|---|---|---|---|",
 )
-
-
-def mean_sem(values: np.ndarray) -> tuple[float, float]:
-    values = values.astype(np.float64)
-    sem = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
-    return float(values.mean()), sem
 
 
 def training_summary(path: Path) -> str:
@@ -53,19 +44,13 @@ def training_summary(path: Path) -> str:
     return f"{rows[-1]['epoch']} ({best['epoch']})"
 
 
-def per_image(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    path = folder / PER_IMAGE_RECORD
-    if not path.is_file():
-        return None
-    return read_per_image(path)
-
-
 def paired(folder: Path, baseline: Path) -> str:
     """Mean ± s.e. of log p(x_i) minus the baseline's, image by image; – when not paired."""
-    ours, theirs = per_image(folder), per_image(baseline)
-    if ours is None or theirs is None or not np.array_equal(ours[0], theirs[0]):
+    ours, theirs = folder / PER_IMAGE_RECORD, baseline / PER_IMAGE_RECORD
+    result = paired_difference(ours, theirs) if ours.is_file() and theirs.is_file() else None
+    if result is None:
         return "–"
-    mean, sem = mean_sem(ours[1] - theirs[1])
+    mean, sem, _ = result
     return f"{mean:+.2f} ± {sem:.2f}"
 
 
